@@ -1,0 +1,28 @@
+# Stagecoach. `make run` serves the local control plane; `make test` runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+AWS_PORT ?= 4566
+
+.PHONY: run test lint typecheck unit bench package deploy clean
+
+$(BIN)/.stagecoach-installed: pyproject.toml requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.stagecoach-installed
+	exec $(BIN)/python -m chalicelib.local.control_plane --port $(PORT) --aws-port $(AWS_PORT)
+
+test: $(BIN)/.stagecoach-installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench: $(BIN)/.stagecoach-installed
+	$(BIN)/python bench/cold_start.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

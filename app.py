@@ -1,0 +1,158 @@
+"""Stagecoach: routes and event handlers only. Work happens in chalicelib.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Chalice, CloudWatchEvent, Rate, Response
+
+from chalicelib import bootstrap
+from chalicelib.http import http_middleware, json_response, maps_errors, parse_json
+
+app = Chalice(app_name="stagecoach", configure_logs=False)
+app.register_middleware(http_middleware(bootstrap.logger), "http")
+
+
+def _body() -> Any:
+    return parse_json(app.current_request.raw_body)
+
+
+def _query(name: str) -> str | None:
+    params = app.current_request.query_params or {}
+    value = params.get(name)
+    return str(value) if value is not None else None
+
+
+@app.route("/health", methods=["GET"])
+def health() -> dict[str, Any]:
+    """Liveness: the process serves requests."""
+    return {"status": "ok", "service": "stagecoach"}
+
+
+@app.route("/stacks", methods=["POST"])
+@maps_errors
+def create_stack() -> Response:
+    """Create a stack with its stages."""
+    return json_response(bootstrap.stack_service().create(_body()), 201)
+
+
+@app.route("/stacks", methods=["GET"])
+@maps_errors
+def list_stacks() -> Response:
+    """A page of stacks."""
+    return json_response(bootstrap.stack_service().list(_query("limit"), _query("next_token")))
+
+
+@app.route("/stacks/{stack_id}", methods=["GET"])
+@maps_errors
+def get_stack(stack_id: str) -> Response:
+    """One stack with its stages' state."""
+    return json_response(bootstrap.stack_service().show(stack_id))
+
+
+@app.route("/stacks/{stack_id}", methods=["PATCH"])
+@maps_errors
+def patch_stack(stack_id: str) -> Response:
+    """Change a stack (``version`` required)."""
+    return json_response(bootstrap.stack_service().patch(stack_id, _body()))
+
+
+@app.route("/stacks/{stack_id}", methods=["DELETE"])
+@maps_errors
+def delete_stack(stack_id: str) -> Response:
+    """Delete a stack."""
+    bootstrap.stack_service().delete(stack_id)
+    return Response(body="", status_code=204)
+
+
+@app.route("/stacks/{stack_id}/stages", methods=["POST"])
+@maps_errors
+def add_stage(stack_id: str) -> Response:
+    """Add a stage (``position`` optional, default last)."""
+    return json_response(bootstrap.stack_service().add_stage(stack_id, _body()), 201)
+
+
+@app.route("/stacks/{stack_id}/stages/{stage}", methods=["PATCH"])
+@maps_errors
+def update_stage(stack_id: str, stage: str) -> Response:
+    """Change or move a stage."""
+    return json_response(bootstrap.stack_service().update_stage(stack_id, stage, _body()))
+
+
+@app.route("/stacks/{stack_id}/stages/{stage}", methods=["DELETE"])
+@maps_errors
+def remove_stage(stack_id: str, stage: str) -> Response:
+    """Remove a stage (never the last)."""
+    raw = app.current_request.raw_body
+    body = parse_json(raw) if raw else None
+    return json_response(bootstrap.stack_service().remove_stage(stack_id, stage, body))
+
+
+@app.route("/stacks/{stack_id}/webhook/rotate", methods=["POST"])
+@maps_errors
+def rotate_webhook_secret(stack_id: str) -> Response:
+    """A new webhook secret, shown once; the previous one keeps working for an hour."""
+    return json_response(bootstrap.stack_service().rotate_webhook_secret(stack_id))
+
+
+WEBHOOK_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded"]
+
+
+def _webhook(provider: str, stack_id: str) -> Response:
+    request = app.current_request
+    outcome = bootstrap.release_starter().receive(provider, stack_id, dict(request.headers), request.raw_body or b"")
+    return json_response(outcome.body, outcome.status)
+
+
+@app.route("/webhooks/github/{stack_id}", methods=["POST"], content_types=WEBHOOK_CONTENT_TYPES)
+@maps_errors
+def github_webhook(stack_id: str) -> Response:
+    """GitHub deliveries (X-Hub-Signature-256)."""
+    return _webhook("github", stack_id)
+
+
+@app.route("/webhooks/gitlab/{stack_id}", methods=["POST"], content_types=WEBHOOK_CONTENT_TYPES)
+@maps_errors
+def gitlab_webhook(stack_id: str) -> Response:
+    """GitLab deliveries (X-Gitlab-Token)."""
+    return _webhook("gitlab", stack_id)
+
+
+@app.route("/webhooks/bitbucket/{stack_id}", methods=["POST"], content_types=WEBHOOK_CONTENT_TYPES)
+@maps_errors
+def bitbucket_webhook(stack_id: str) -> Response:
+    """Bitbucket Cloud and Server/Data Center deliveries (X-Hub-Signature)."""
+    return _webhook("bitbucket", stack_id)
+
+
+@app.route("/stacks/{stack_id}/releases", methods=["POST"])
+@maps_errors
+def start_release(stack_id: str) -> Response:
+    """Start a release of a ref or sha by hand (``Idempotency-Key`` makes retries safe)."""
+    key = app.current_request.headers.get("idempotency-key")
+    outcome = bootstrap.release_starter().start_manual(stack_id, _body(), key)
+    return json_response(outcome.body, outcome.status)
+
+
+@app.route("/stacks/{stack_id}/releases", methods=["GET"])
+@maps_errors
+def list_releases(stack_id: str) -> Response:
+    """A stack's releases, newest first (``limit``, ``next_token``, ``status``, ``ref``)."""
+    return json_response(
+        bootstrap.release_queries().list_for_stack(
+            stack_id, _query("limit"), _query("next_token"), _query("status"), _query("ref")
+        )
+    )
+
+
+@app.route("/releases/{release_id}", methods=["GET"])
+@maps_errors
+def get_release(release_id: str) -> Response:
+    """One release with its build and each stage."""
+    return json_response(bootstrap.release_queries().show(release_id))
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def sweep_pending_releases(event: CloudWatchEvent) -> dict[str, Any]:
+    """Start releases whose StartExecution failed (still PENDING after a minute)."""
+    return {"started": bootstrap.release_starter().sweep()}

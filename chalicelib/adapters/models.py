@@ -1,0 +1,195 @@
+"""pynamodb models of the single Stagecoach table (docs/design.md lists every item).
+
+The table name is bound at first use by ``bind_table`` (from configuration), never at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+
+class _Gsi1(GlobalSecondaryIndex[Any]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class _Gsi2(GlobalSecondaryIndex[Any]):
+    class Meta:
+        index_name = "gsi2"
+        projection = KeysOnlyProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
+
+
+class Item(Model):
+    """Keys shared by every item of the table."""
+
+    class Meta:
+        table_name = "stagecoach"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class StageConfigMap(MapAttribute[str, Any]):
+    """A stage's settings inside the stack item."""
+
+    name = UnicodeAttribute()
+    approval = BooleanAttribute(default=False)
+    approval_timeout_seconds = NumberAttribute(default=86400)
+    region = UnicodeAttribute(null=True)
+    role_arn = UnicodeAttribute(null=True)
+    parameters = MapAttribute[str, str](default=dict)
+
+
+class StackModel(Item):
+    """``STACK#{id}`` / ``#STACK``."""
+
+    class Meta(Item.Meta):
+        pass
+
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    by_kind = _Gsi1()
+    id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    repository = MapAttribute[str, str]()
+    branches = ListAttribute[str](default=list)
+    tags = ListAttribute[str](default=list)
+    template_path = UnicodeAttribute()
+    buildspec_path = UnicodeAttribute()
+    stages = ListAttribute(of=StageConfigMap)
+    hook_verified_at = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class StageStateModel(Item):
+    """``STACK#{id}`` / ``STAGE#{name}``: written by the state machine."""
+
+    class Meta(Item.Meta):
+        pass
+
+    status = UnicodeAttribute(null=True)
+    lock_owner = UnicodeAttribute(null=True)
+    lock_acquired_at = UnicodeAttribute(null=True)
+    current_release = MapAttribute[str, Any](null=True)
+    outputs_json = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+
+
+ALL_MODELS: tuple[type[Model], ...] = (Item, StackModel, StageStateModel)
+
+
+def bind_table(table_name: str, models: tuple[type[Model], ...] | None = None) -> None:
+    """Point every model at ``table_name`` and drop cached connections."""
+    for model in models or registered_models():
+        model.Meta.table_name = table_name
+        model._connection = None
+
+
+def registered_models() -> tuple[type[Model], ...]:
+    """Every model class of the table, including those defined in other adapter modules."""
+    found: list[type[Model]] = []
+    stack: list[type[Model]] = [Item]
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return tuple(found)
+
+
+def gsi2_index() -> type[_Gsi2]:
+    """The sparse index class (used by release models)."""
+    return _Gsi2
+
+
+class ReleaseModel(Item):
+    """``RELEASE#{id}`` / ``#RELEASE``; listed per stack through ``gsi1``, PENDING ones through ``gsi2``."""
+
+    class Meta(Item.Meta):
+        pass
+
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    by_stack = _Gsi1()
+    pending = _Gsi2()
+    id = UnicodeAttribute()
+    stack_id = UnicodeAttribute()
+    ref = UnicodeAttribute()
+    sha = UnicodeAttribute(null=True)
+    trigger = UnicodeAttribute()
+    status = UnicodeAttribute()
+    message = UnicodeAttribute(null=True)
+    author = UnicodeAttribute(null=True)
+    pushed_at = UnicodeAttribute(null=True)
+    received_at = UnicodeAttribute()
+    execution_name = UnicodeAttribute()
+    execution_arn = UnicodeAttribute()
+    stages = ListAttribute[str](default=list)
+    input_json = UnicodeAttribute()
+    started_at = UnicodeAttribute(null=True)
+    ended_at = UnicodeAttribute(null=True)
+    build = MapAttribute[str, Any](null=True)
+    error = UnicodeAttribute(null=True)
+    cause = UnicodeAttribute(null=True)
+    failed_stage = UnicodeAttribute(null=True)
+
+
+class KeyModel(Item):
+    """Dedup keys (``PUSH#…``, ``DELIVERY#…``) pointing at the release they created."""
+
+    class Meta(Item.Meta):
+        pass
+
+    release_id = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)
+
+
+class StageRunModel(Item):
+    """``RELEASE#{id}`` / ``STAGE#{name}``: one stage of one release (written by the state machine)."""
+
+    class Meta(Item.Meta):
+        pass
+
+    status = UnicodeAttribute(null=True)
+    started_at = UnicodeAttribute(null=True)
+    ended_at = UnicodeAttribute(null=True)
+    requested_at = UnicodeAttribute(null=True)
+    task_token = UnicodeAttribute(null=True)
+    approval = MapAttribute[str, Any](null=True)
+    changes_json = UnicodeAttribute(null=True)
+    outputs_json = UnicodeAttribute(null=True)
+    no_changes = BooleanAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    cause = UnicodeAttribute(null=True)
+
+
+class BuildModel(Item):
+    """``BUILD#{build_id}`` / ``#BUILD``: the task token waiting for a build to finish."""
+
+    class Meta(Item.Meta):
+        pass
+
+    release_id = UnicodeAttribute()
+    task_token = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)

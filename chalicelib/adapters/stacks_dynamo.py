@@ -1,0 +1,158 @@
+"""StackRepository on DynamoDB (pynamodb)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, PutError
+
+from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.stacks import Repository, Stack, Stage
+from chalicelib.services.ports import Page, StageState
+
+from .models import StackModel, StageStateModel
+from .pagination import decode_token, encode_token
+
+STACK_SK = "#STACK"
+
+
+def stack_pk(stack_id: str) -> str:
+    """Partition key of a stack and its stage states."""
+    return f"STACK#{stack_id}"
+
+
+def _conditional_failed(exc: Exception) -> bool:
+    cause = getattr(exc, "cause_response_code", None)
+    return cause in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def to_model(stack: Stack) -> StackModel:
+    """The item of a stack (version is the stored one; pynamodb increments it on save)."""
+    return StackModel(
+        pk=stack_pk(stack.id),
+        sk=STACK_SK,
+        gsi1pk="STACKS",
+        gsi1sk=stack.id,
+        id=stack.id,
+        name=stack.name,
+        repository=stack.repository.to_dict(),
+        branches=list(stack.branches),
+        tags=list(stack.tags),
+        template_path=stack.template_path,
+        buildspec_path=stack.buildspec_path,
+        stages=[s.to_dict() for s in stack.stages],
+        hook_verified_at=stack.hook_verified_at,
+        created_at=stack.created_at,
+        updated_at=stack.updated_at,
+    )
+
+
+def from_model(item: StackModel) -> Stack:
+    """The domain stack of an item."""
+    repo: dict[str, Any] = item.repository.as_dict() if hasattr(item.repository, "as_dict") else dict(item.repository)
+    stages = tuple(
+        Stage(
+            name=s.name,
+            approval=bool(s.approval),
+            approval_timeout_seconds=int(s.approval_timeout_seconds),
+            region=s.region,
+            role_arn=s.role_arn,
+            parameters=dict(s.parameters.as_dict() if hasattr(s.parameters, "as_dict") else s.parameters or {}),
+        )
+        for s in item.stages
+    )
+    return Stack(
+        id=item.id,
+        name=item.name,
+        repository=Repository(repo["provider"], repo["full_name"], repo["clone_url"]),
+        stages=stages,
+        branches=tuple(item.branches or ()),
+        tags=tuple(item.tags or ()),
+        template_path=item.template_path,
+        buildspec_path=item.buildspec_path,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        version=int(item.version or 0),
+        hook_verified_at=item.hook_verified_at,
+    )
+
+
+def state_from_model(item: StageStateModel) -> StageState:
+    """The domain view of a stage-state item."""
+    current = item.current_release.as_dict() if item.current_release is not None else None
+    return StageState(
+        name=item.sk.removeprefix("STAGE#"),
+        status=item.status or "IDLE",
+        lock_owner=item.lock_owner,
+        current_release=current,
+        outputs=json.loads(item.outputs_json) if item.outputs_json else None,
+        updated_at=item.updated_at,
+    )
+
+
+class DynamoStackRepository:
+    """Stacks in the single table; optimistic locking through pynamodb's VersionAttribute."""
+
+    def get(self, stack_id: str) -> Stack | None:
+        """The stack, or None."""
+        try:
+            return from_model(StackModel.get(stack_pk(stack_id), STACK_SK))
+        except StackModel.DoesNotExist:
+            return None
+
+    def create(self, stack: Stack) -> None:
+        """Store a new stack; ConflictError if the id is taken."""
+        item = to_model(stack)
+        try:
+            item.save(condition=StackModel.pk.does_not_exist())
+        except PutError as exc:
+            if _conditional_failed(exc):
+                raise ConflictError(f"stack {stack.id!r} already exists") from exc
+            raise
+
+    def save(self, stack: Stack, expected_version: int) -> None:
+        """Replace the stack if it is still at ``expected_version``."""
+        item = to_model(stack)
+        item.version = expected_version
+        try:
+            item.save()
+        except PutError as exc:
+            if _conditional_failed(exc):
+                raise ConflictError(f"stack {stack.id!r} was changed by someone else; read it again and retry") from exc
+            raise
+
+    def delete(self, stack_id: str, expected_version: int) -> None:
+        """Delete the stack (version-checked) and then its stage states."""
+        item = StackModel(pk=stack_pk(stack_id), sk=STACK_SK)
+        item.version = expected_version
+        try:
+            item.delete()
+        except DeleteError as exc:
+            if _conditional_failed(exc):
+                raise ConflictError(f"stack {stack_id!r} was changed by someone else; retry") from exc
+            raise
+        with StageStateModel.batch_write() as batch:
+            for state in StageStateModel.query(stack_pk(stack_id), StageStateModel.sk.startswith("STAGE#")):
+                batch.delete(state)
+
+    def list(self, limit: int, next_token: str | None) -> Page:
+        """Stacks by id through the ``gsi1`` index (never a scan)."""
+        start = decode_token(next_token, {"pk", "sk", "gsi1pk", "gsi1sk"})
+        result = StackModel.by_kind.query("STACKS", limit=limit, last_evaluated_key=start)
+        items = [from_model(i) for i in result]
+        return Page(items, encode_token(result.last_evaluated_key))
+
+    def stage_states(self, stack_id: str) -> dict[str, StageState]:
+        """Runtime state of the stack's stages."""
+        query = StageStateModel.query(stack_pk(stack_id), StageStateModel.sk.startswith("STAGE#"))
+        return {s.name: s for s in (state_from_model(i) for i in query)}
+
+    def mark_hook_verified(self, stack_id: str, now: str) -> None:
+        """Set ``hook_verified_at`` without touching the version."""
+        item = StackModel(pk=stack_pk(stack_id), sk=STACK_SK)
+        item.update(
+            actions=[StackModel.hook_verified_at.set(now)],
+            condition=StackModel.pk.exists(),
+            add_version_condition=False,
+        )

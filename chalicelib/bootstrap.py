@@ -1,0 +1,133 @@
+"""The one wiring module: builds services from adapters, creating clients lazily and caching them.
+
+Nothing here runs at import. ``reset()`` forgets everything (tests, and a changed environment).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from chalicelib.domain.clock import new_id, now_iso
+from chalicelib.settings import Settings
+
+
+@functools.cache
+def settings() -> Settings:
+    """The settings, read once."""
+    return Settings.from_env()
+
+
+@functools.cache
+def client(service: str) -> Any:
+    """A cached boto3 client (boto3 is imported on first use only)."""
+    import boto3
+
+    return boto3.session.Session().client(service, region_name=settings().region)
+
+
+@functools.cache
+def _bound_models() -> bool:
+    from chalicelib.adapters.models import bind_table
+
+    bind_table(settings().table)
+    return True
+
+
+@functools.cache
+def stack_repository() -> Any:
+    """The DynamoDB stack repository."""
+    from chalicelib.adapters.stacks_dynamo import DynamoStackRepository
+
+    _bound_models()
+    return DynamoStackRepository()
+
+
+@functools.cache
+def release_repository() -> Any:
+    """The DynamoDB release repository."""
+    from chalicelib.adapters.releases_dynamo import DynamoReleaseRepository
+
+    _bound_models()
+    return DynamoReleaseRepository()
+
+
+@functools.cache
+def secret_store() -> Any:
+    """Webhook secrets in Secrets Manager (cached in this warm process)."""
+    from chalicelib.adapters.secrets import SecretsManagerStore
+
+    return SecretsManagerStore(client("secretsmanager"), settings().secret_prefix)
+
+
+@functools.cache
+def executions() -> Any:
+    """The release state machine."""
+    from chalicelib.adapters.executions import StepFunctionsExecutions
+
+    return StepFunctionsExecutions(client("stepfunctions"), settings().state_machine_arn)
+
+
+def pipeline_config() -> Any:
+    """What every release's execution input carries from configuration."""
+    from chalicelib.domain.releases import PipelineConfig
+
+    s = settings()
+    return PipelineConfig(
+        state_machine_arn=s.state_machine_arn,
+        default_role_arn=s.default_cfn_role_arn,
+        poll_seconds=s.poll_seconds,
+        build_timeout_seconds=s.build_timeout_seconds,
+    )
+
+
+@functools.cache
+def stack_service() -> Any:
+    """Use cases on stacks."""
+    from chalicelib.services.stacks import StackService
+
+    return StackService(stack_repository(), secret_store(), now_iso)
+
+
+@functools.cache
+def release_starter() -> Any:
+    """Webhooks, manual starts and the sweeper."""
+    from chalicelib.services.releases import ReleaseStarter
+
+    return ReleaseStarter(
+        stack_repository(), release_repository(), executions(), secret_store(), pipeline_config, now_iso, new_id
+    )
+
+
+@functools.cache
+def logger() -> Any:
+    """The powertools JSON logger."""
+    from aws_lambda_powertools import Logger
+
+    return Logger(service="stagecoach")
+
+
+@functools.cache
+def release_queries() -> Any:
+    """Read side of releases."""
+    from chalicelib.services.release_queries import ReleaseQueries
+
+    return ReleaseQueries(stack_repository(), release_repository())
+
+
+def reset() -> None:
+    """Forget every cached setting, client and service."""
+    for cached in (
+        settings,
+        client,
+        _bound_models,
+        stack_repository,
+        release_repository,
+        secret_store,
+        executions,
+        stack_service,
+        release_starter,
+        logger,
+        release_queries,
+    ):
+        cached.cache_clear()

@@ -1,0 +1,144 @@
+"""Use cases on stacks and stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.domain import stacks as domain
+from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.stacks import Stack
+
+from .ports import Page, SecretStore, StackRepository, StageState
+
+MAX_PAGE = 100
+ROTATION_GRACE_SECONDS = 3600
+
+
+def stack_view(stack: Stack, states: dict[str, StageState] | None = None) -> dict[str, Any]:
+    """The JSON form of a stack, stages in release order with their runtime state."""
+    states = states or {}
+    stages = []
+    for position, stage in enumerate(stack.stages):
+        state = states.get(stage.name, StageState(stage.name))
+        stages.append(
+            {
+                **stage.to_dict(),
+                "position": position,
+                "status": state.status,
+                "locked_by": state.lock_owner,
+                "current_release": state.current_release,
+            }
+        )
+    return {
+        "id": stack.id,
+        "name": stack.name,
+        "repository": stack.repository.to_dict(),
+        "branches": list(stack.branches),
+        "tags": list(stack.tags),
+        "template_path": stack.template_path,
+        "buildspec_path": stack.buildspec_path,
+        "stages": stages,
+        "webhook": {"verified_at": stack.hook_verified_at, "urls": webhook_urls(stack.id)},
+        "created_at": stack.created_at,
+        "updated_at": stack.updated_at,
+        "version": stack.version,
+    }
+
+
+def parse_limit(raw: str | None) -> int:
+    """The ``limit`` query parameter: 1..100, default 25."""
+    if raw is None:
+        return 25
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ValidationError(f"must be an integer from 1 to {MAX_PAGE}", "limit")
+    return int(raw)
+
+
+class StackService:
+    """Create, read, change and delete stacks and their stages."""
+
+    def __init__(self, stacks: StackRepository, secrets: SecretStore, clock: Callable[[], str]) -> None:
+        self._stacks = stacks
+        self._secrets = secrets
+        self._clock = clock
+
+    def load(self, stack_id: str) -> Stack:
+        """The stack or NotFoundError."""
+        stack = self._stacks.get(stack_id)
+        if stack is None:
+            raise NotFoundError(f"stack {stack_id!r} does not exist")
+        return stack
+
+    def create(self, body: Any) -> dict[str, Any]:
+        """Validate and store a new stack and its webhook secret; the only response showing the secret."""
+        stack = domain.parse_new_stack(body, self._clock())
+        self._stacks.create(stack)
+        try:
+            secret = self._secrets.create(stack.id)
+        except Exception:
+            self._stacks.delete(stack.id, expected_version=stack.version)
+            raise
+        return _with_secret(stack_view(stack), secret)
+
+    def rotate_webhook_secret(self, stack_id: str, grace_seconds: int = ROTATION_GRACE_SECONDS) -> dict[str, Any]:
+        """A new webhook secret, shown once; the previous one verifies for ``grace_seconds``."""
+        stack = self.load(stack_id)
+        secret = self._secrets.rotate(stack.id, grace_seconds)
+        return {
+            "stack_id": stack.id,
+            "secret": secret,
+            "previous_valid_for_seconds": grace_seconds,
+            "urls": webhook_urls(stack.id),
+        }
+
+    def show(self, stack_id: str) -> dict[str, Any]:
+        """A stack with the runtime state of its stages."""
+        stack = self.load(stack_id)
+        return stack_view(stack, self._stacks.stage_states(stack_id))
+
+    def list(self, limit: str | None, next_token: str | None) -> dict[str, Any]:
+        """A page of stacks."""
+        page: Page = self._stacks.list(parse_limit(limit), next_token)
+        return {"stacks": [stack_view(s) for s in page.items], "next_token": page.next_token}
+
+    def _change(self, stack_id: str, change: Callable[[Stack], Stack]) -> dict[str, Any]:
+        stack = self.load(stack_id)
+        changed = change(stack)
+        self._stacks.save(changed, expected_version=stack.version)
+        return self.show(stack_id)
+
+    def patch(self, stack_id: str, body: Any) -> dict[str, Any]:
+        """Change stack settings (optimistic on ``version``)."""
+        return self._change(stack_id, lambda s: domain.patch_stack(s, body, self._clock()))
+
+    def add_stage(self, stack_id: str, body: Any) -> dict[str, Any]:
+        """Insert a stage."""
+        return self._change(stack_id, lambda s: domain.add_stage(s, body, self._clock()))
+
+    def update_stage(self, stack_id: str, name: str, body: Any) -> dict[str, Any]:
+        """Change or move a stage."""
+        return self._change(stack_id, lambda s: domain.update_stage(s, name, body, self._clock()))
+
+    def remove_stage(self, stack_id: str, name: str, body: Any) -> dict[str, Any]:
+        """Remove a stage (never the last one)."""
+        return self._change(stack_id, lambda s: domain.remove_stage(s, name, body, self._clock()))
+
+    def delete(self, stack_id: str) -> None:
+        """Delete a stack unless one of its stages is being deployed."""
+        stack = self.load(stack_id)
+        busy = [s.name for s in self._stacks.stage_states(stack_id).values() if s.lock_owner]
+        if busy:
+            raise ConflictError(f"stack {stack_id!r} is deploying to {', '.join(busy)}; try again when it ends")
+        self._stacks.delete(stack_id, expected_version=stack.version)
+        self._secrets.delete(stack_id)
+
+
+def webhook_urls(stack_id: str) -> dict[str, str]:
+    """Paths to give each Git provider."""
+    return {p: f"/webhooks/{p}/{stack_id}" for p in ("github", "gitlab", "bitbucket")}
+
+
+def _with_secret(view: dict[str, Any], secret: str) -> dict[str, Any]:
+    view["webhook"] = {**view["webhook"], "secret": secret, "urls": webhook_urls(view["id"])}
+    return view

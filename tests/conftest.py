@@ -1,0 +1,51 @@
+"""Shared fixtures: an emulated AWS account with every Stagecoach resource, and the app's client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture
+def aws() -> Iterator[Any]:
+    """moto with state machine execution on, hardened, and every resource created; yields them."""
+    import boto3
+    from moto import mock_aws
+
+    from chalicelib import bootstrap
+    from chalicelib.local.emulator import harden_moto
+    from chalicelib.local.resources import ensure_resources
+
+    harden_moto()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        resources = ensure_resources(boto3.session.Session(region_name="us-east-1"))
+        saved = dict(os.environ)
+        os.environ.update(resources.environment())
+        os.environ["STAGECOACH_POLL_SECONDS"] = "1"
+        bootstrap.reset()
+        try:
+            yield resources
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            bootstrap.reset()
+
+
+@pytest.fixture
+def client(aws: Any) -> Iterator[Any]:
+    """chalice.test.Client on the real app, against the emulated account."""
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app, stage_name="local") as test_client:
+        yield test_client

@@ -1,0 +1,168 @@
+"""The stacks and stages HTTP API, through chalice.test.Client against the emulated account."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.fakes import stack_body
+
+JSON = {"Content-Type": "application/json"}
+
+
+def call(client: Any, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    raw = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+    return getattr(client.http, method.lower())(path, body=raw, headers=headers or JSON)
+
+
+def table_items(aws: Any) -> list[dict[str, Any]]:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    return ddb.scan(TableName=aws.table)["Items"]
+
+
+def create(client: Any, **overrides: Any) -> dict[str, Any]:
+    response = call(client, "POST", "/stacks", stack_body(**overrides))
+    assert response.status_code == 201, response.body
+    return response.json_body
+
+
+def test_health(client: Any) -> None:
+    response = client.http.get("/health")
+    assert response.status_code == 200
+    assert response.json_body["status"] == "ok"
+
+
+def test_create_get_list_delete(client: Any, aws: Any) -> None:
+    created = create(client)
+    assert created["id"] == "hello"
+    assert [s["name"] for s in created["stages"]] == ["dev", "test", "prod"]
+    assert [s["position"] for s in created["stages"]] == [0, 1, 2]
+    assert created["stages"][2]["approval"] is True
+    assert created["version"] == 1
+    got = client.http.get("/stacks/hello").json_body
+    assert got["stages"] == created["stages"]
+    assert got["repository"] == {
+        "provider": "github",
+        "full_name": "acme/hello",
+        "clone_url": "https://github.com/acme/hello.git",
+    }
+    listed = client.http.get("/stacks").json_body
+    assert [s["id"] for s in listed["stacks"]] == ["hello"]
+    assert listed["next_token"] is None
+    assert client.http.delete("/stacks/hello").status_code == 204
+    assert client.http.get("/stacks/hello").status_code == 404
+    assert table_items(aws) == []
+
+
+def test_pagination_uses_tokens(client: Any) -> None:
+    for i in range(5):
+        create(client, name=f"svc {i}")
+    seen: list[str] = []
+    token = None
+    for _ in range(4):
+        path = "/stacks?limit=2" + (f"&next_token={token}" if token else "")
+        page = client.http.get(path).json_body
+        seen += [s["id"] for s in page["stacks"]]
+        token = page["next_token"]
+        if token is None:
+            break
+    assert seen == [f"svc-{i}" for i in range(5)]
+    bad = client.http.get("/stacks?next_token=garbage")
+    assert bad.status_code == 400
+    assert bad.json_body["code"] == "ValidationError"
+    assert "next_token" in bad.json_body["message"]
+
+
+def test_stage_add_move_update_remove(client: Any) -> None:
+    create(client)
+    added = call(client, "POST", "/stacks/hello/stages", {"name": "staging", "position": 2})
+    assert added.status_code == 201
+    assert [s["name"] for s in added.json_body["stages"]] == ["dev", "test", "staging", "prod"]
+    moved = call(client, "PATCH", "/stacks/hello/stages/staging", {"position": 0, "parameters": {"Size": "l"}})
+    assert moved.status_code == 200
+    assert [s["name"] for s in moved.json_body["stages"]] == ["staging", "dev", "test", "prod"]
+    assert moved.json_body["stages"][0]["parameters"] == {"Size": "l"}
+    removed = client.http.delete("/stacks/hello/stages/dev")
+    assert removed.status_code == 200
+    assert [s["name"] for s in removed.json_body["stages"]] == ["staging", "test", "prod"]
+    assert removed.json_body["version"] == 4
+
+
+def test_last_stage_cannot_be_removed(client: Any, aws: Any) -> None:
+    create(client, stages=[{"name": "prod"}])
+    before = table_items(aws)
+    response = client.http.delete("/stacks/hello/stages/prod")
+    assert response.status_code == 409
+    assert response.json_body["code"] == "Conflict"
+    assert table_items(aws) == before
+
+
+def test_patch_with_stale_version_is_409(client: Any) -> None:
+    create(client)
+    ok = call(client, "PATCH", "/stacks/hello", {"version": 1, "branches": ["main", "release/*"]})
+    assert ok.status_code == 200
+    assert ok.json_body["branches"] == ["main", "release/*"]
+    stale = call(client, "PATCH", "/stacks/hello", {"version": 1, "name": "x"})
+    assert stale.status_code == 409
+    assert client.http.get("/stacks/hello").json_body["name"] == "Hello"
+
+
+def test_concurrent_updates_one_wins(client: Any) -> None:
+    create(client)
+    results: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def patch(name: str) -> None:
+        barrier.wait()
+        results.append(call(client, "PATCH", "/stacks/hello", {"version": 1, "name": name}).status_code)
+
+    threads = [threading.Thread(target=patch, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200, 409]
+    assert client.http.get("/stacks/hello").json_body["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "code"),
+    [
+        ("POST", "/stacks", b"{not json", JSON, 400, "BadRequest"),
+        ("POST", "/stacks", b"", JSON, 400, "BadRequest"),
+        ("POST", "/stacks", {"name": "x", "stages": []}, JSON, 400, "ValidationError"),
+        ("POST", "/stacks", "name=x", {"Content-Type": "text/plain"}, 415, "UnsupportedMediaType"),
+        ("POST", "/stacks", b"[" + b" " * (1024 * 1024) + b"]", JSON, 413, "PayloadTooLarge"),
+        ("GET", "/stacks/nope", None, JSON, 404, "NotFound"),
+        ("PATCH", "/stacks/nope", {"version": 1}, JSON, 404, "NotFound"),
+        ("POST", "/stacks/nope/stages", {"name": "x"}, JSON, 404, "NotFound"),
+        ("GET", "/stacks?limit=0", None, JSON, 400, "ValidationError"),
+    ],
+)
+def test_errors_are_json_and_write_nothing(
+    client: Any, aws: Any, method: str, path: str, body: Any, headers: dict[str, str], status: int, code: str
+) -> None:
+    response = call(client, method, path, body, headers)
+    assert response.status_code == status, response.body
+    assert response.json_body["code"] == code
+    assert response.json_body["message"]
+    assert table_items(aws) == []
+
+
+def test_bad_field_message_names_the_field(client: Any, aws: Any) -> None:
+    body = stack_body(stages=[{"name": "dev", "approval": "sometimes"}])
+    response = call(client, "POST", "/stacks", body)
+    assert response.status_code == 400
+    assert "stages[0].approval" in response.json_body["message"]
+    assert table_items(aws) == []
+
+
+def test_duplicate_stack_is_409_and_first_is_kept(client: Any) -> None:
+    create(client)
+    again = call(client, "POST", "/stacks", stack_body(stages=[{"name": "only"}]))
+    assert again.status_code == 409
+    assert [s["name"] for s in client.http.get("/stacks/hello").json_body["stages"]] == ["dev", "test", "prod"]
