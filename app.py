@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, Response
+from chalice.app import Chalice, CloudWatchEvent, Rate, Response, SQSEvent
 
 from chalicelib import bootstrap
 from chalicelib.http import http_middleware, json_response, maps_errors, parse_json
@@ -156,3 +156,19 @@ def get_release(release_id: str) -> Response:
 def sweep_pending_releases(event: CloudWatchEvent) -> dict[str, Any]:
     """Start releases whose StartExecution failed (still PENDING after a minute)."""
     return {"started": bootstrap.release_starter().sweep()}
+
+
+BUILD_QUEUE = "stagecoach-builds"
+
+
+@app.on_sqs_message(queue=BUILD_QUEUE, batch_size=1)
+def build_worker(event: SQSEvent) -> None:
+    """Start the build a release's state machine asked for."""
+    for record in event:
+        bootstrap.build_service().start(record.body)
+
+
+@app.on_cw_event({"source": ["aws.codebuild"], "detail-type": ["CodeBuild Build State Change"]})
+def build_state_changed(event: CloudWatchEvent) -> str:
+    """A build ended: complete the release's build task with its template or its failure."""
+    return str(bootstrap.build_service().finish(event.detail))

@@ -57,7 +57,7 @@ def secret_store() -> Any:
     """Webhook secrets in Secrets Manager (cached in this warm process)."""
     from chalicelib.adapters.secrets import SecretsManagerStore
 
-    return SecretsManagerStore(client("secretsmanager"), settings().secret_prefix)
+    return SecretsManagerStore(lambda: client("secretsmanager"), settings().secret_prefix)
 
 
 @functools.cache
@@ -65,7 +65,7 @@ def executions() -> Any:
     """The release state machine."""
     from chalicelib.adapters.executions import StepFunctionsExecutions
 
-    return StepFunctionsExecutions(client("stepfunctions"), settings().state_machine_arn)
+    return StepFunctionsExecutions(lambda: client("stepfunctions"), settings().state_machine_arn)
 
 
 def pipeline_config() -> Any:
@@ -113,6 +113,37 @@ def release_queries() -> Any:
     from chalicelib.services.release_queries import ReleaseQueries
 
     return ReleaseQueries(stack_repository(), release_repository())
+
+
+@functools.cache
+def builder() -> Any:
+    """CodeBuild on AWS; the local builder in the embedded mode."""
+    s = settings()
+    if s.builder == "local":
+        from chalicelib.adapters.local_codebuild import LocalCodeBuild
+
+        return LocalCodeBuild(
+            client("s3"), client("sqs"), s.artifact_bucket, s.local_events_queue_url, s.region, s.build_timeout_seconds
+        )
+    from chalicelib.adapters.codebuild import CodeBuildBuilder
+
+    return CodeBuildBuilder(client("codebuild"), s.codebuild_project, s.artifact_bucket)
+
+
+@functools.cache
+def build_service() -> Any:
+    """The build worker and the build-event handler."""
+    from chalicelib.adapters.callbacks import StepFunctionsCallbacks
+    from chalicelib.services.builds import BuildService
+
+    return BuildService(
+        builder(),
+        release_repository(),
+        StepFunctionsCallbacks(lambda: client("stepfunctions")),
+        lambda: settings().artifact_bucket,
+        lambda: settings().region,
+        now_iso,
+    )
 
 
 def reset() -> None:

@@ -15,6 +15,28 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
 
+def stop_executions(state_machine_arn: str) -> None:
+    """Abort executions still running so their threads do not write into the next test's account."""
+    import time
+
+    import boto3
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    try:
+        running = sfn.list_executions(stateMachineArn=state_machine_arn, statusFilter="RUNNING")["executions"]
+    except sfn.exceptions.StateMachineDoesNotExist:
+        return
+    for execution in running:
+        for _ in range(40):  # moto cannot stop an execution whose worker has not started yet
+            try:
+                sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded")
+                break
+            except Exception:
+                time.sleep(0.05)
+    if running:
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def aws() -> Iterator[Any]:
     """moto with state machine execution on, hardened, and every resource created; yields them."""
@@ -35,6 +57,7 @@ def aws() -> Iterator[Any]:
         try:
             yield resources
         finally:
+            stop_executions(resources.state_machine_arn)
             os.environ.clear()
             os.environ.update(saved)
             bootstrap.reset()

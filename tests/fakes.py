@@ -107,3 +107,76 @@ class InMemorySecretStore:
 
     def delete(self, stack_id: str) -> None:
         self.values.pop(stack_id, None)
+
+
+class InMemoryReleaseRepository:
+    """ReleaseRepository in dicts: a release and its keys are written together or not at all."""
+
+    def __init__(self) -> None:
+        from chalicelib.domain.releases import Release, StageRun
+
+        self.releases: dict[str, Release] = {}
+        self.keys: dict[str, str] = {}
+        self.runs: dict[str, dict[str, StageRun]] = {}
+
+    def record(self, release: Any, keys: list[str]) -> str | None:
+        for key in keys:
+            if key in self.keys:
+                return self.keys[key]
+        self.releases[release.id] = release
+        for key in keys:
+            self.keys[key] = release.id
+        return None
+
+    def get(self, release_id: str) -> Any | None:
+        return self.releases.get(release_id)
+
+    def get_with_runs(self, release_id: str) -> tuple[Any, dict[str, Any]] | None:
+        release = self.releases.get(release_id)
+        return (release, dict(self.runs.get(release_id, {}))) if release else None
+
+    def list_for_stack(
+        self, stack_id: str, limit: int, next_token: str | None, status: str | None, ref: str | None
+    ) -> Page:
+        items = sorted(
+            (r for r in self.releases.values() if r.stack_id == stack_id),
+            key=lambda r: (r.received_at, r.id),
+            reverse=True,
+        )
+        items = [r for r in items if (status is None or r.status == status) and (ref is None or r.ref == ref)]
+        start = next((i + 1 for i, r in enumerate(items) if r.id == next_token), 0) if next_token else 0
+        chunk = items[start : start + limit]
+        return Page(chunk, chunk[-1].id if start + limit < len(items) and chunk else None)
+
+    def pending_before(self, cutoff: str, limit: int) -> list[str]:
+        return [r.id for r in self.releases.values() if r.status == "PENDING" and r.received_at < cutoff][:limit]
+
+
+class RecordingExecutions:
+    """Executions that records starts and can be told to fail the next N calls."""
+
+    def __init__(self, fail_next: int = 0) -> None:
+        self.fail_next = fail_next
+        self.started: dict[str, str] = {}
+        self.calls = 0
+
+    def start(self, name: str, input_json: str) -> str:
+        self.calls += 1
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise ConnectionError("injected StartExecution failure")
+        if name in self.started and self.started[name] != input_json:
+            raise ValueError("ExecutionAlreadyExists with another input")
+        self.started[name] = input_json
+        return f"arn:aws:states:us-east-1:123456789012:execution:stagecoach-release:{name}"
+
+
+class Ids:
+    """Sequential ids (r0000…1, r0000…2, …) that look like real release ids."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> str:
+        self.n += 1
+        return f"r{self.n:026d}"

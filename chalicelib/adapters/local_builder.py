@@ -81,6 +81,7 @@ class LocalBuildResult:
     artifacts: tuple[str, ...]
     started_at: str
     ended_at: str
+    resolved_sha: str | None = None
 
 
 class _TimedOut(Exception):
@@ -168,6 +169,7 @@ class LocalBuilder:
         status: str = FAILED
         failed_phase: str | None = "PROVISIONING"
         artifacts: tuple[str, ...] = ()
+        resolved_sha: str | None = None
         workdir: str | None = None
         try:
             if self._workdir_root:
@@ -181,6 +183,7 @@ class LocalBuilder:
             build = _Build(request=request, log=log, deadline=deadline, src_dir=src_dir, env={})
             try:
                 status, failed_phase, artifacts = self._run_build(build)
+                resolved_sha = build.env.get("CODEBUILD_RESOLVED_SOURCE_VERSION")
             finally:
                 _remove_tree(workdir)
         ended_at = utc_now_iso()
@@ -194,6 +197,7 @@ class LocalBuilder:
             artifacts=tuple(artifacts),
             started_at=started_at,
             ended_at=ended_at,
+            resolved_sha=resolved_sha,
         )
 
     # ------------------------------------------------------------------ phases

@@ -184,12 +184,12 @@ class StageRunModel(Item):
     cause = UnicodeAttribute(null=True)
 
 
-class BuildModel(Item):
-    """``BUILD#{build_id}`` / ``#BUILD``: the task token waiting for a build to finish."""
+class BuildTokenModel(Item):
+    """``RELEASE#{id}`` / ``#BUILD``: the task token of the release's build task."""
 
     class Meta(Item.Meta):
         pass
 
-    release_id = UnicodeAttribute()
     task_token = UnicodeAttribute()
+    template_key = UnicodeAttribute()
     expires_at = NumberAttribute(null=True)

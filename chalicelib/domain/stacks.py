@@ -12,7 +12,7 @@ from .errors import ConflictError, NotFoundError, ValidationError
 PROVIDERS = ("github", "gitlab", "bitbucket")
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 STACK_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+$")
+FULL_NAME = re.compile(r"^~?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+$")  # "~user/repo": Bitbucket Server personal projects
 REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 PARAMETER_KEY = re.compile(r"^[A-Za-z0-9]{1,255}$")

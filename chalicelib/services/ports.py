@@ -95,3 +95,33 @@ class SecretStore(Protocol):
 
     def delete(self, stack_id: str) -> None:
         """Forget the stack's secrets."""
+
+
+class Builder(Protocol):
+    """Starts builds (CodeBuild on AWS, the local builder on a laptop)."""
+
+    def start(self, request: Any) -> str:
+        """Start a build of ``request`` (a BuildRequest); returns the build id."""
+
+
+class TaskCallbacks(Protocol):
+    """Completes Step Functions callback tasks."""
+
+    def succeed(self, token: str, output: dict[str, Any]) -> None:
+        """SendTaskSuccess; a token that already completed is not an error."""
+
+    def fail(self, token: str, error: str, cause: str) -> None:
+        """SendTaskFailure; a token that already completed is not an error."""
+
+
+class BuildRecords(Protocol):
+    """Where a waiting build's task token and a release's build details are kept."""
+
+    def put_build_token(self, release_id: str, token: str, template_key: str) -> None:
+        """Remember the token of the release's build task (replaces an older one)."""
+
+    def build_token(self, release_id: str) -> tuple[str, str] | None:
+        """``(task_token, template_key)`` of the release's build task, or None."""
+
+    def record_build(self, release_id: str, build: dict[str, Any]) -> None:
+        """Set the release's ``build`` details."""

@@ -1,0 +1,227 @@
+"""ReleaseRepository on DynamoDB (pynamodb): one transaction writes a release with its dedup keys."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.domain.releases import Release, StageRun
+from chalicelib.services.ports import Page
+
+from .models import BuildTokenModel, Item, KeyModel, ReleaseModel, StageRunModel
+from .pagination import decode_token, encode_token
+
+RELEASE_SK = "#RELEASE"
+KEY_SK = "#KEY"
+DELIVERY_TTL_SECONDS = 7 * 24 * 3600
+RECORD_ATTEMPTS = 4
+BUILD_SK = "#BUILD"
+BUILD_TOKEN_TTL_SECONDS = 2 * 24 * 3600
+
+
+def release_pk(release_id: str) -> str:
+    """Partition key of a release, its stage runs and approvals."""
+    return f"RELEASE#{release_id}"
+
+
+def to_model(release: Release) -> ReleaseModel:
+    """The item of a new release (PENDING releases are in the sparse ``gsi2``)."""
+    item = ReleaseModel(
+        pk=release_pk(release.id),
+        sk=RELEASE_SK,
+        gsi1pk=f"STACK#{release.stack_id}#RELEASES",
+        gsi1sk=f"{release.received_at}#{release.id}",
+        id=release.id,
+        stack_id=release.stack_id,
+        ref=release.ref,
+        sha=release.sha or None,
+        trigger=release.trigger,
+        status=release.status,
+        message=release.message or None,
+        author=release.author or None,
+        pushed_at=release.pushed_at,
+        received_at=release.received_at,
+        execution_name=release.execution_name,
+        execution_arn=release.execution_arn,
+        stages=list(release.stages),
+        input_json=release.input_json,
+    )
+    if release.status == "PENDING":
+        item.gsi2pk = "PENDING"
+        item.gsi2sk = f"{release.received_at}#{release.id}"
+    return item
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "as_dict"):
+        return {k: _plain(v) for k, v in value.as_dict().items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def run_from_model(item: StageRunModel) -> StageRun:
+    """The domain stage run of an item."""
+    return StageRun(
+        name=item.sk.removeprefix("STAGE#"),
+        status=item.status or "PENDING",
+        started_at=item.started_at,
+        ended_at=item.ended_at,
+        requested_at=item.requested_at,
+        approval=_plain(item.approval) if item.approval is not None else None,
+        changes=_json(item.changes_json),
+        outputs=_json(item.outputs_json),
+        no_changes=bool(item.no_changes),
+        error=item.error,
+        cause=item.cause,
+    )
+
+
+def from_model(item: ReleaseModel) -> Release:
+    """The domain release of an item."""
+    return Release(
+        id=item.id,
+        stack_id=item.stack_id,
+        ref=item.ref,
+        sha=item.sha or "",
+        trigger=item.trigger,
+        received_at=item.received_at,
+        execution_name=item.execution_name,
+        execution_arn=item.execution_arn,
+        stages=tuple(item.stages or ()),
+        status=item.status,
+        message=item.message or "",
+        author=item.author or "",
+        pushed_at=item.pushed_at,
+        input_json=item.input_json,
+        started_at=item.started_at,
+        ended_at=item.ended_at,
+        build=_plain(item.build) if item.build is not None else {},
+        error=item.error,
+        cause=item.cause,
+        failed_stage=item.failed_stage,
+    )
+
+
+class DynamoReleaseRepository:
+    """Releases in the single table."""
+
+    def __init__(self) -> None:
+        self._connection: Connection | None = None
+
+    def _conn(self) -> Connection:
+        if self._connection is None:
+            self._connection = Connection()
+        return self._connection
+
+    def record(self, release: Release, keys: list[str]) -> str | None:
+        """Write the release and its keys in one transaction; on a taken key, the existing release id."""
+        expires = int(time.time()) + DELIVERY_TTL_SECONDS
+        for _attempt in range(RECORD_ATTEMPTS):
+            try:
+                with TransactWrite(connection=self._conn()) as transaction:
+                    transaction.save(to_model(release), condition=ReleaseModel.pk.does_not_exist())
+                    for key in keys:
+                        ttl = expires if key.startswith("DELIVERY#") else None
+                        transaction.save(
+                            KeyModel(pk=key, sk=KEY_SK, release_id=release.id, expires_at=ttl),
+                            condition=KeyModel.pk.does_not_exist(),
+                        )
+                return None
+            except TransactWriteError:
+                for key in keys:
+                    existing = self._key(key)
+                    if existing is not None:
+                        return existing
+                # Cancelled by a concurrent transaction that has not committed yet: try again.
+                time.sleep(0.05)
+        raise RuntimeError(f"could not record release {release.id} after {RECORD_ATTEMPTS} attempts")
+
+    @staticmethod
+    def _key(key: str) -> str | None:
+        try:
+            return str(KeyModel.get(key, KEY_SK, consistent_read=True).release_id)
+        except KeyModel.DoesNotExist:
+            return None
+
+    def get(self, release_id: str) -> Release | None:
+        """The release, or None."""
+        try:
+            return from_model(ReleaseModel.get(release_pk(release_id), RELEASE_SK, consistent_read=True))
+        except ReleaseModel.DoesNotExist:
+            return None
+
+    def get_with_runs(self, release_id: str) -> tuple[Release, dict[str, StageRun]] | None:
+        """The release and its stage runs, from one query of the release's partition."""
+        release: Release | None = None
+        runs: dict[str, StageRun] = {}
+        for raw in Item._get_connection().query(release_pk(release_id), consistent_read=True).get("Items", []):
+            sk = raw["sk"]["S"]
+            if sk == RELEASE_SK:
+                release = from_model(ReleaseModel.from_raw_data(raw))
+            elif sk.startswith("STAGE#"):
+                run = run_from_model(StageRunModel.from_raw_data(raw))
+                runs[run.name] = run
+        return (release, runs) if release is not None else None
+
+    def list_for_stack(
+        self, stack_id: str, limit: int, next_token: str | None, status: str | None, ref: str | None
+    ) -> Page:
+        """Newest first through ``gsi1``; status and ref filter the query."""
+        start = decode_token(next_token, {"pk", "sk", "gsi1pk", "gsi1sk"})
+        condition = None
+        if status:
+            condition = ReleaseModel.status == status
+        if ref:
+            ref_condition = ReleaseModel.ref == ref
+            condition = ref_condition if condition is None else condition & ref_condition
+        result = ReleaseModel.by_stack.query(
+            f"STACK#{stack_id}#RELEASES",
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=start,
+            filter_condition=condition,
+            page_size=limit if condition is None else max(limit * 4, 25),
+        )
+        items = [from_model(i) for i in result]
+        return Page(items, encode_token(result.last_evaluated_key))
+
+    def pending_before(self, cutoff: str, limit: int) -> list[str]:
+        """PENDING releases received before ``cutoff`` (the sparse ``gsi2``)."""
+        result = ReleaseModel.pending.query("PENDING", ReleaseModel.gsi2sk < cutoff, limit=limit)
+        return [i.pk.removeprefix("RELEASE#") for i in result]
+
+    def put_build_token(self, release_id: str, token: str, template_key: str) -> None:
+        """Remember the build task's token (a retried build task replaces it)."""
+        BuildTokenModel(
+            pk=release_pk(release_id),
+            sk=BUILD_SK,
+            task_token=token,
+            template_key=template_key,
+            expires_at=int(time.time()) + BUILD_TOKEN_TTL_SECONDS,
+        ).save()
+
+    def build_token(self, release_id: str) -> tuple[str, str] | None:
+        """``(task_token, template_key)`` of the release's build task."""
+        try:
+            item = BuildTokenModel.get(release_pk(release_id), BUILD_SK, consistent_read=True)
+        except BuildTokenModel.DoesNotExist:
+            return None
+        return item.task_token, item.template_key
+
+    def record_build(self, release_id: str, build: dict[str, Any]) -> None:
+        """Set the release's build details."""
+        ReleaseModel(pk=release_pk(release_id), sk=RELEASE_SK).update(
+            actions=[ReleaseModel.build.set(build)], condition=ReleaseModel.pk.exists()
+        )

@@ -1,0 +1,94 @@
+"""Build once per release: the queue worker starts builds, the build-event handler finishes the task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.domain.builds import BuildOutcome, failure_cause, parse_build_event, parse_build_request, template_url
+
+from .ports import Builder, BuildRecords, TaskCallbacks
+
+log = logging.getLogger(__name__)
+
+
+class BuildService:
+    """Glue between the state machine's build task and the builder."""
+
+    def __init__(
+        self,
+        builder: Builder,
+        records: BuildRecords,
+        callbacks: TaskCallbacks,
+        artifact_bucket: Callable[[], str],
+        region: Callable[[], str],
+        clock: Callable[[], str],
+    ) -> None:
+        self._builder = builder
+        self._records = records
+        self._callbacks = callbacks
+        self._bucket = artifact_bucket
+        self._region = region
+        self._clock = clock
+
+    def start(self, message_body: str) -> str:
+        """Handle one build request from the queue: remember its token, start the build."""
+        request = parse_build_request(message_body)
+        self._records.put_build_token(request.release_id, request.task_token, request.template_key())
+        try:
+            build_id = self._builder.start(request)
+        except Exception as exc:
+            log.exception("could not start the build of release %s", request.release_id)
+            self._records.record_build(
+                request.release_id, {"status": "FAILED", "failed_phase": "SUBMITTED", "ended_at": self._clock()}
+            )
+            self._callbacks.fail(request.task_token, "BuildNotStarted", f"the build could not be started: {exc}")
+            return ""
+        self._records.record_build(
+            request.release_id, {"build_id": build_id, "status": "IN_PROGRESS", "started_at": self._clock()}
+        )
+        return build_id
+
+    def finish(self, event_detail: dict[str, Any]) -> str:
+        """Handle a build state-change event; returns what was done (for logs and tests)."""
+        outcome = parse_build_event(event_detail)
+        if not outcome.terminal:
+            return "ignored: build still running"
+        if not outcome.release_id:
+            return "ignored: not a Stagecoach build"
+        waiting = self._records.build_token(outcome.release_id)
+        if waiting is None:
+            return f"ignored: no build task waits for release {outcome.release_id}"
+        token, template_key = waiting
+        details = self._details(outcome)
+        if outcome.succeeded:
+            url = template_url(self._bucket(), template_key, self._region())
+            self._records.record_build(outcome.release_id, {**details, "template_url": url})
+            self._callbacks.succeed(
+                token,
+                {
+                    "build_id": outcome.build_id,
+                    "template_url": url,
+                    "artifact_bucket": self._bucket(),
+                    "artifact_key": template_key,
+                    "resolved_sha": outcome.resolved_sha or "",
+                },
+            )
+            return "succeeded"
+        cause = failure_cause(outcome)
+        self._records.record_build(outcome.release_id, {**details, "cause": cause})
+        self._callbacks.fail(token, "BuildFailed", cause)
+        return "failed"
+
+    def _details(self, outcome: BuildOutcome) -> dict[str, Any]:
+        details: dict[str, Any] = {
+            "build_id": outcome.build_id,
+            "status": outcome.status,
+            "started_at": outcome.started_at,
+            "ended_at": outcome.ended_at or self._clock(),
+            "log": outcome.log or None,
+            "resolved_sha": outcome.resolved_sha,
+            "failed_phase": outcome.failed_phase,
+        }
+        return {k: v for k, v in details.items() if v is not None}

@@ -1,0 +1,42 @@
+"""Reading releases: one release with its stages, and a stack's releases newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.errors import NotFoundError, ValidationError
+from chalicelib.domain.releases import RELEASE_STATUSES
+
+from .ports import ReleaseRepository, StackRepository
+from .release_views import release_summary, release_view
+from .stacks import parse_limit
+
+
+class ReleaseQueries:
+    """Read side of releases."""
+
+    def __init__(self, stacks: StackRepository, releases: ReleaseRepository) -> None:
+        self._stacks = stacks
+        self._releases = releases
+
+    def show(self, release_id: str) -> dict[str, Any]:
+        """One release with its build and stages."""
+        found = self._releases.get_with_runs(release_id)
+        if found is None:
+            raise NotFoundError(f"release {release_id!r} does not exist")
+        release, runs = found
+        return release_view(release, runs)
+
+    def list_for_stack(
+        self, stack_id: str, limit: str | None, next_token: str | None, status: str | None, ref: str | None
+    ) -> dict[str, Any]:
+        """A page of the stack's releases, newest first; filters ``status`` and ``ref``."""
+        if status is not None and status not in RELEASE_STATUSES:
+            raise ValidationError(f"must be one of {', '.join(RELEASE_STATUSES)}", "status")
+        if ref is not None and not ref.startswith("refs/"):
+            ref = f"refs/heads/{ref}"
+        page_size = parse_limit(limit)
+        if self._stacks.get(stack_id) is None:
+            raise NotFoundError(f"stack {stack_id!r} does not exist")
+        page = self._releases.list_for_stack(stack_id, page_size, next_token, status, ref)
+        return {"releases": [release_summary(r) for r in page.items], "next_token": page.next_token}
