@@ -165,9 +165,7 @@ def read_body(provider: str, content_type: str | None, body: bytes) -> dict[str,
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "application/x-www-form-urlencoded":
         if canonical != "github":
-            raise UnsupportedMediaTypeError(
-                f"{canonical} webhooks must be application/json, not {media}"
-            )
+            raise UnsupportedMediaTypeError(f"{canonical} webhooks must be application/json, not {media}")
         text = _decode(body)
         try:
             fields = parse_qs(text, keep_blank_values=True, strict_parsing=False)
@@ -208,9 +206,7 @@ def _json_object(text: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- signatures
 
 
-def verify_signature(
-    provider: str, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
-) -> bool:
+def verify_signature(provider: str, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> bool:
     """True if any of ``secrets`` authenticates the delivery (constant-time compare).
 
     GitHub: ``X-Hub-Signature-256`` (the legacy SHA-1 header alone is not accepted).
@@ -247,9 +243,7 @@ def verify_signature(
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_delivery(
-    provider: str, headers: Mapping[str, str], payload: dict[str, Any]
-) -> Delivery:
+def parse_delivery(provider: str, headers: Mapping[str, str], payload: dict[str, Any]) -> Delivery:
     """Normalise one delivery: event name, kind ("push"/"ping"/"other") and pushes.
 
     ``headers`` keys are lower-cased. Unknown events yield kind "other"; a push event
@@ -270,8 +264,7 @@ def parse_delivery(
     if canonical == "github" and event == "push":
         pushes = (_github_push(payload),)
     elif canonical == "gitlab" and (
-        event in _GITLAB_PUSH_EVENTS
-        or (event == "System Hook" and payload.get("object_kind") in _GITLAB_PUSH_KINDS)
+        event in _GITLAB_PUSH_EVENTS or (event == "System Hook" and payload.get("object_kind") in _GITLAB_PUSH_KINDS)
     ):
         pushes = (_gitlab_push(payload),)
     elif canonical == "bitbucket" and event == "repo:push":
@@ -286,9 +279,7 @@ def parse_delivery(
 
 def _event_from_payload(provider: str, payload: dict[str, Any]) -> str | None:
     if provider == "gitlab":
-        return {"push": "Push Hook", "tag_push": "Tag Push Hook"}.get(
-            _str(payload.get("object_kind"))
-        )
+        return {"push": "Push Hook", "tag_push": "Tag Push Hook"}.get(_str(payload.get("object_kind")))
     if provider == "bitbucket":
         return _str(payload.get("eventKey")) or None
     return None
@@ -298,9 +289,7 @@ def _delivery_id(provider: str, headers: Mapping[str, str]) -> str | None:
     if provider == "github":
         return _header(headers, "x-github-delivery")
     if provider == "gitlab":
-        return _header(headers, "idempotency-key") or _header(
-            headers, "x-gitlab-event-uuid"
-        )
+        return _header(headers, "idempotency-key") or _header(headers, "x-gitlab-event-uuid")
     return _header(headers, "x-request-uuid") or _header(headers, "x-request-id")
 
 
@@ -354,9 +343,7 @@ def _gitlab_push(payload: dict[str, Any]) -> Push:
         if _str(commit.get("id")).lower() == sha:
             head = commit
             break
-    author = _str(_dict(head.get("author")).get("name")) or _str(
-        payload.get("user_name")
-    )
+    author = _str(_dict(head.get("author")).get("name")) or _str(payload.get("user_name"))
     return Push(
         ref=ref,
         sha=sha,
@@ -519,9 +506,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
                 negate = body[:1] in ("!", "^")
                 if negate:
                     body = body[1:]
-                body = (
-                    body.replace("\\", "\\\\").replace("^", "\\^").replace("[", "\\[")
-                )
+                body = body.replace("\\", "\\\\").replace("^", "\\^").replace("[", "\\[")
                 out.append(f"[^/{body}]" if negate else f"[{body}]")
                 i = end
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -72,6 +73,7 @@ class ControlPlane:
 
         harden_moto()
         enable_state_machine_execution()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's per-request lines
         emulator = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
         emulator.start()
         self.aws_port = emulator.get_host_and_port()[1]

@@ -9,6 +9,7 @@ guarantees; it is idempotent.
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from collections.abc import Callable
@@ -19,12 +20,83 @@ _WRITE_METHODS = ("put_item", "update_item", "delete_item", "transact_write_item
 _hardened = False
 
 
+_MISSING = object()
+
+
+class _TransactionSnapshots:
+    """Stands in for the ``copy`` module inside moto's DynamoDB backend.
+
+    moto backs up a whole table (``copy.deepcopy``) before every TransactWriteItems and swaps
+    the backup in if the transaction fails: O(table size) per transaction, where DynamoDB is
+    O(1). Only the items a transaction names can change, so instead the "backup" is the live
+    table plus an undo log of those items, which ``harden_moto`` applies when the call raises.
+    """
+
+    def __init__(self) -> None:
+        self.transact_items: list[dict[str, Any]] = []
+        self.undo: list[tuple[Any, Any, Any, Any]] = []
+
+    copy = staticmethod(copy.copy)
+
+    def deepcopy(self, obj: Any, memo: dict[int, Any] | None = None) -> Any:
+        from moto.dynamodb.models.dynamo_type import DynamoType
+        from moto.dynamodb.models.table import Table
+
+        if not isinstance(obj, Table):
+            return copy.deepcopy(obj, memo)
+        for entry in self.transact_items:
+            op = next(iter(entry.values()))
+            if op.get("TableName") != obj.name:
+                continue
+            key = op.get("Key") or op.get("Item") or {}
+            hash_key = DynamoType(key[obj.hash_key_attr])
+            range_key = DynamoType(key[obj.range_key_attr]) if obj.has_range_key else None
+            if obj.has_range_key:
+                before = obj.items.get(hash_key, {}).get(range_key, _MISSING)
+            else:
+                before = obj.items.get(hash_key, _MISSING)
+            self.undo.append((obj, hash_key, range_key, before if before is _MISSING else copy.deepcopy(before)))
+        return obj
+
+    def rollback(self) -> None:
+        """Put back every item the failed transaction may have changed."""
+        for table, hash_key, range_key, before in reversed(self.undo):
+            if range_key is None:
+                if before is _MISSING:
+                    table.items.pop(hash_key, None)
+                else:
+                    table.items[hash_key] = before
+            elif before is _MISSING:
+                table.items.get(hash_key, {}).pop(range_key, None)
+            else:
+                table.items[hash_key][range_key] = before
+
+
 def harden_moto() -> None:
-    """Make moto's DynamoDB conditional writes and transactions atomic across threads."""
+    """Make moto's DynamoDB conditional writes and transactions atomic across threads, and
+    transactions O(items) rather than O(table)."""
     global _hardened
     if _hardened:
         return
+    import moto.dynamodb.models as dynamodb_models
     from moto.dynamodb.models import DynamoDBBackend
+
+    snapshots = _TransactionSnapshots()
+    dynamodb_models.copy = snapshots  # type: ignore[assignment]
+    original_transact: Callable[..., Any] = DynamoDBBackend.transact_write_items
+
+    @functools.wraps(original_transact)
+    def transact(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        snapshots.transact_items, snapshots.undo = transact_items, []
+        try:
+            return original_transact(self, transact_items)
+        except Exception:
+            snapshots.rollback()
+            raise
+        finally:
+            snapshots.transact_items, snapshots.undo = [], []
+
+    DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
 
     for name in _WRITE_METHODS:
         original: Callable[..., Any] = getattr(DynamoDBBackend, name)
