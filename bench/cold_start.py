@@ -80,8 +80,9 @@ def main() -> int:
 
     plane = ControlPlane("127.0.0.1", 0, 0).start(pump=False)
     try:
-        from app import app
         from chalice.test import Client
+
+        from app import app
 
         with Client(app) as client:
             body = {
