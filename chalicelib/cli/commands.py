@@ -1,0 +1,549 @@
+"""The ``stagecoach`` command line: argument parsing and one handler per command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from . import format as fmt
+from . import githook
+from .api import DEFAULT_TIMEOUT, DEFAULT_URL, Api, CliError, path
+from .watch import watch_release
+
+EXIT_USAGE = 2
+Handler = Callable[["Context"], int]
+
+
+class UsageError(Exception):
+    """Bad command-line arguments (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, raised instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise UsageError instead of printing usage and exiting."""
+        raise UsageError(f"{self.prog}: {message} (see: {self.prog} --help)")
+
+
+@dataclass
+class Context:
+    """What a command handler works with."""
+
+    args: argparse.Namespace
+    api: Api
+    out: TextIO
+    err: TextIO
+    stdin: TextIO
+
+    @property
+    def json(self) -> bool:
+        """True when the user asked for the API's JSON."""
+        return bool(getattr(self.args, "json", False))
+
+    def emit(self, document: Any, text: str | Callable[[], str]) -> None:
+        """Print ``document`` as JSON (``--json``) or ``text`` for people."""
+        if self.json:
+            print(json.dumps(document, indent=2, sort_keys=False), file=self.out)
+        else:
+            print(text() if callable(text) else text, file=self.out)
+
+
+def resolve_url(given: str | None) -> str:
+    """``--url``, else ``$STAGECOACH_URL``, else the local default."""
+    return (given or os.environ.get("STAGECOACH_URL") or DEFAULT_URL).rstrip("/")
+
+
+def _param(text: str) -> tuple[str, str]:
+    try:
+        return fmt.parse_param(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _stage_spec(text: str) -> dict[str, Any]:
+    try:
+        return fmt.parse_stage_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+# ------------------------------------------------------------------ stacks
+
+
+def stacks_list(ctx: Context) -> int:
+    """All stacks, following ``next_token``."""
+    stacks: list[Any] = []
+    token: str | None = None
+    while True:
+        page = ctx.api.get("/stacks", limit=100, next_token=token)
+        stacks += page.get("stacks") or []
+        token = page.get("next_token")
+        if not token:
+            break
+    ctx.emit({"stacks": stacks, "next_token": None}, lambda: fmt.stacks_table(stacks))
+    return 0
+
+
+def awaiting_approval(api: Api, stack_id: str) -> list[tuple[str, str]]:
+    """``(release_id, stage)`` of every running release's stage that waits for an approval."""
+    found = []
+    running = api.get(path("stacks", stack_id, "releases"), status="RUNNING", limit=10)
+    for summary in running.get("releases") or []:
+        release = api.get(path("releases", str(summary["id"])))
+        for stage in release.get("stages") or []:
+            if stage.get("status") == "AWAITING_APPROVAL":
+                found.append((str(release["id"]), str(stage["name"])))
+    return found
+
+
+def stacks_show(ctx: Context) -> int:
+    """One stack as a pipeline."""
+    stack = ctx.api.get(path("stacks", ctx.args.stack))
+    if ctx.json:
+        ctx.emit(stack, "")
+        return 0
+    try:
+        awaiting = awaiting_approval(ctx.api, ctx.args.stack)
+    except CliError:  # the pipeline is the answer; approvals are a bonus
+        awaiting = []
+    ctx.emit(stack, fmt.stack_details(stack, awaiting))
+    return 0
+
+
+def stack_body(args: argparse.Namespace, stdin: TextIO | None = None) -> dict[str, Any]:
+    """The ``POST /stacks`` body from ``--file`` and/or flags (flags win)."""
+    body: dict[str, Any] = {}
+    if args.file:
+        try:
+            text = (stdin or sys.stdin).read() if args.file == "-" else Path(args.file).read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+        try:
+            loaded = json.loads(text)
+        except ValueError as exc:
+            raise CliError(f"{args.file} is not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise CliError(f"{args.file} must hold a JSON object")
+        body.update(loaded)
+    for key, value in (
+        ("id", args.id),
+        ("name", args.name),
+        ("template_path", args.template_path),
+        ("buildspec_path", args.buildspec_path),
+    ):
+        if value is not None:
+            body[key] = value
+    if args.branch:
+        body["branches"] = list(args.branch)
+    if args.tag:
+        body["tags"] = list(args.tag)
+    if args.stage:
+        body["stages"] = list(args.stage)
+    if args.repo or args.clone_url or args.provider:
+        repository = dict(body.get("repository") or {})
+        repository.setdefault("provider", "github")
+        for key, value in (("provider", args.provider), ("full_name", args.repo), ("clone_url", args.clone_url)):
+            if value is not None:
+                repository[key] = value
+        body["repository"] = repository
+    if not args.file:
+        missing = [
+            flag
+            for flag, key in (("--name", "name"), ("--repo", "repository"), ("--stage", "stages"))
+            if key not in body
+        ]
+        if not missing and "clone_url" not in body["repository"]:
+            missing.append("--clone-url")
+        if missing:
+            raise UsageError(f"stagecoach stacks create: missing {', '.join(missing)} (or give --file stack.json)")
+    return body
+
+
+def stacks_create(ctx: Context) -> int:
+    """Create a stack; the webhook secret is shown this once."""
+    stack = ctx.api.post("/stacks", stack_body(ctx.args, ctx.stdin))
+    ctx.emit(stack, lambda: fmt.created_stack(stack, ctx.api.base_url))
+    return 0
+
+
+def stacks_delete(ctx: Context) -> int:
+    """Delete a stack."""
+    ctx.api.delete(path("stacks", ctx.args.stack))
+    ctx.emit({"id": ctx.args.stack, "deleted": True}, f"deleted stack {ctx.args.stack}")
+    return 0
+
+
+# ------------------------------------------------------------------ stages
+
+
+def _stage_settings(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if args.approval is not None:
+        body["approval"] = args.approval
+    if args.approval_timeout is not None:
+        body["approval_timeout_seconds"] = args.approval_timeout
+    if args.region is not None:
+        body["region"] = args.region or None
+    if args.role_arn is not None:
+        body["role_arn"] = args.role_arn or None
+    return body
+
+
+def _pipeline_after(ctx: Context, stack: dict[str, Any], what: str) -> int:
+    ctx.emit(stack, lambda: f"{what}\n\n{fmt.pipeline_table(stack.get('stages') or [])}")
+    return 0
+
+
+def stages_add(ctx: Context) -> int:
+    """Insert a stage."""
+    args = ctx.args
+    body: dict[str, Any] = {"name": args.name, **_stage_settings(args)}
+    if args.position is not None:
+        body["position"] = args.position
+    if args.param:
+        body["parameters"] = dict(args.param)
+    stack = ctx.api.post(path("stacks", args.stack, "stages"), body)
+    return _pipeline_after(ctx, stack, f"added stage {args.name} to {args.stack}")
+
+
+def stages_update(ctx: Context) -> int:
+    """Change a stage's settings; ``--param`` merges into its current parameters."""
+    args = ctx.args
+    body = _stage_settings(args)
+    if args.param or args.unset_param:
+        stack = ctx.api.get(path("stacks", args.stack))
+        current = next((s for s in stack.get("stages") or [] if s.get("name") == args.name), None)
+        if current is None:
+            raise CliError(f"stack {args.stack!r} has no stage {args.name!r}")
+        parameters = dict(current.get("parameters") or {})
+        parameters.update(dict(args.param or []))
+        for key in args.unset_param or []:
+            parameters.pop(key, None)
+        body["parameters"] = parameters
+        body["version"] = stack.get("version")
+    if not body:
+        raise UsageError("stagecoach stages update: nothing to change (give --approval, --no-approval, --param ...)")
+    stack = ctx.api.patch(path("stacks", args.stack, "stages", args.name), body)
+    return _pipeline_after(ctx, stack, f"updated stage {args.name} of {args.stack}")
+
+
+def stages_move(ctx: Context) -> int:
+    """Move a stage to another position (0 is first)."""
+    args = ctx.args
+    stack = ctx.api.patch(path("stacks", args.stack, "stages", args.name), {"position": args.position})
+    return _pipeline_after(ctx, stack, f"moved stage {args.name} of {args.stack} to position {args.position}")
+
+
+def stages_remove(ctx: Context) -> int:
+    """Remove a stage."""
+    args = ctx.args
+    stack = ctx.api.delete(path("stacks", args.stack, "stages", args.name))
+    return _pipeline_after(ctx, stack, f"removed stage {args.name} from {args.stack}")
+
+
+# ------------------------------------------------------------------ releases
+
+
+def releases_list(ctx: Context) -> int:
+    """A stack's releases, newest first, up to ``--limit``."""
+    args = ctx.args
+    releases: list[Any] = []
+    token: str | None = None
+    while len(releases) < args.limit:
+        page = ctx.api.get(
+            path("stacks", args.stack, "releases"),
+            limit=min(100, args.limit - len(releases)),
+            next_token=token,
+            status=args.status,
+            ref=args.ref,
+        )
+        releases += page.get("releases") or []
+        token = page.get("next_token")
+        if not token:
+            break
+    ctx.emit({"releases": releases, "next_token": token}, lambda: fmt.releases_table(releases))
+    return 0
+
+
+def releases_show(ctx: Context) -> int:
+    """One release with its build and stages."""
+    release = ctx.api.get(path("releases", ctx.args.release))
+    ctx.emit(release, lambda: fmt.release_details(release))
+    return 0
+
+
+def history(ctx: Context) -> int:
+    """The execution timeline of a release."""
+    raw = "true" if ctx.args.raw else None
+    document = ctx.api.get(path("releases", ctx.args.release, "history"), raw=raw)
+    ctx.emit(document, lambda: fmt.timeline(document))
+    return 0
+
+
+def logs(ctx: Context) -> int:
+    """The build log (or where it is)."""
+    document = ctx.api.get(path("releases", ctx.args.release, "build-log"))
+    ctx.emit(document, lambda: fmt.build_log(document))
+    return 0
+
+
+def _decide(ctx: Context, decision: str) -> int:
+    args = ctx.args
+    body = {"comment": args.comment} if args.comment is not None else {}
+    answer = ctx.api.post(path("releases", args.release, "stages", args.stage, decision), body)
+    verb = "approved" if decision == "approve" else "rejected"
+    ctx.emit(answer, f"{verb} stage {args.stage} of release {args.release}")
+    return 0
+
+
+def approve(ctx: Context) -> int:
+    """Approve a stage waiting for approval."""
+    return _decide(ctx, "approve")
+
+
+def reject(ctx: Context) -> int:
+    """Reject a stage waiting for approval (the release fails there)."""
+    return _decide(ctx, "reject")
+
+
+def deploy(ctx: Context) -> int:
+    """Start a release of a ref or sha by hand; ``--watch`` follows it."""
+    args = ctx.args
+    body = {k: v for k, v in (("ref", args.ref), ("sha", args.sha)) if v}
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    answer = ctx.api.post(path("stacks", args.stack, "releases"), body, headers=headers)
+    release_id = str(answer.get("release_id"))
+    note = " (already started by an earlier request)" if answer.get("duplicate") else ""
+    ctx.emit(answer, f"release {release_id} {answer.get('status')}{note}\nfollow it: stagecoach watch {release_id}")
+    if not args.watch:
+        return 0
+    return _watch(ctx, release_id)
+
+
+def _watch(ctx: Context, release_id: str) -> int:
+    where = path("releases", release_id)
+    progress = ctx.err if ctx.json else ctx.out
+    code = watch_release(
+        release_id,
+        lambda: ctx.api.get(where),
+        progress,
+        ctx.err,
+        interval=ctx.args.interval,
+        timeout=ctx.args.timeout,
+    )
+    if ctx.json and code in (0, 1, 3):
+        ctx.emit(ctx.api.get(where), "")
+    return code
+
+
+def watch(ctx: Context) -> int:
+    """Follow a release until it ends (0 SUCCEEDED, 1 FAILED, 2 API error, 3 timeout)."""
+    return _watch(ctx, ctx.args.release)
+
+
+def webhook_rotate(ctx: Context) -> int:
+    """A new webhook secret, shown once."""
+    answer = ctx.api.post(path("stacks", ctx.args.stack, "webhook", "rotate"))
+    grace = answer.get("previous_valid_for_seconds")
+    ctx.emit(
+        answer,
+        f"new webhook secret for {ctx.args.stack}: {answer.get('secret')}\n"
+        f"  (shown only this once; the previous secret keeps working for {grace} seconds)",
+    )
+    return 0
+
+
+def git_connect(ctx: Context) -> int:
+    """Make PATH a bare repository whose pushes release STACK."""
+    args = ctx.args
+    result = githook.connect(ctx.api, args.stack, args.path, args.secret, args.provider_url)
+    ctx.emit(result, lambda: githook.connect_report(result))
+    return 0
+
+
+def git_post_receive(ctx: Context) -> int:
+    """Run by the hook: one signed push delivery per ref on stdin."""
+    args = ctx.args
+    return githook.post_receive(ctx.stdin, ctx.out, url=args.url, stack=args.stack, repo=args.repo)
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON")
+    common.add_argument("--url", default=argparse.SUPPRESS, help="control plane URL")
+    return common
+
+
+def _watch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interval", type=_non_negative, default=1.0, help="seconds between polls (1)")
+    parser.add_argument("--timeout", type=_non_negative, default=None, help="give up after SECONDS (exit 3)")
+
+
+def _stage_options(parser: argparse.ArgumentParser, approval_default: bool | None) -> None:
+    parser.add_argument(
+        "--approval",
+        action=argparse.BooleanOptionalAction,
+        default=approval_default,
+        help="wait for a person's approval before deploying",
+    )
+    parser.add_argument("--approval-timeout", type=int, metavar="SECONDS", help="how long to wait for it")
+    parser.add_argument("--region", help="AWS region of the stage ('' for the default)")
+    parser.add_argument("--role-arn", help="CloudFormation role ('' for the default)")
+    parser.add_argument("--param", type=_param, action="append", metavar="K=V", help="template parameter")
+
+
+def build_parser() -> Parser:
+    """The whole command tree."""
+    common = _common()
+    parser = Parser(prog="stagecoach", description="Stagecoach release control plane: command line client.")
+    parser.add_argument("--url", default=None, help=f"control plane URL (default $STAGECOACH_URL or {DEFAULT_URL})")
+    parser.add_argument("--json", action="store_true", default=False, help="print the API's JSON")
+    parser.add_argument("--http-timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per HTTP request")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
+
+    def command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        made: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        made.set_defaults(handler=handler)
+        return made
+
+    def group(name: str, help_text: str) -> Any:
+        made = top.add_parser(name, help=help_text, description=help_text)
+        return made.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True, parser_class=Parser)
+
+    stacks = group("stacks", "create, list, show and delete stacks")
+    command(stacks, "list", stacks_list, "list every stack")
+    command(stacks, "show", stacks_show, "a stack's pipeline").add_argument("stack")
+    create = command(stacks, "create", stacks_create, "create a stack (prints its webhook secret once)")
+    create.add_argument("--file", help="JSON body of POST /stacks ('-' for stdin); flags override its fields")
+    create.add_argument("--name")
+    create.add_argument("--id", help="stack id (default: from the name)")
+    create.add_argument("--repo", metavar="OWNER/NAME", help="repository full name")
+    create.add_argument("--provider", choices=("github", "gitlab", "bitbucket"))
+    create.add_argument("--clone-url", help="https URL, absolute path or file:// URL the builds clone")
+    create.add_argument(
+        "--stage",
+        type=_stage_spec,
+        action="append",
+        metavar="NAME[:approval]",
+        help="a stage, in release order (repeat)",
+    )
+    create.add_argument("--branch", action="append", metavar="GLOB", help="branches that release (default main)")
+    create.add_argument("--tag", action="append", metavar="GLOB", help="tags that release")
+    create.add_argument("--template-path")
+    create.add_argument("--buildspec-path")
+    command(stacks, "delete", stacks_delete, "delete a stack").add_argument("stack")
+
+    stages = group("stages", "add, change, move and remove a stack's stages")
+    add = command(stages, "add", stages_add, "add a stage")
+    add.add_argument("stack")
+    add.add_argument("name")
+    add.add_argument("--position", type=int, help="0 is first (default: last)")
+    _stage_options(add, None)
+    update = command(stages, "update", stages_update, "change a stage")
+    update.add_argument("stack")
+    update.add_argument("name")
+    _stage_options(update, None)
+    update.add_argument("--unset-param", action="append", metavar="K", help="remove a template parameter")
+    move = command(stages, "move", stages_move, "move a stage")
+    move.add_argument("stack")
+    move.add_argument("name")
+    move.add_argument("position", type=int)
+    remove = command(stages, "remove", stages_remove, "remove a stage")
+    remove.add_argument("stack")
+    remove.add_argument("name")
+
+    releases = group("releases", "list and show releases")
+    rlist = command(releases, "list", releases_list, "a stack's releases, newest first")
+    rlist.add_argument("stack")
+    rlist.add_argument("--status", help="PENDING, RUNNING, SUCCEEDED or FAILED")
+    rlist.add_argument("--ref", help="branch, tag or full ref")
+    rlist.add_argument("--limit", type=int, default=25, help="at most this many (25)")
+    command(releases, "show", releases_show, "one release").add_argument("release")
+
+    hist = command(top, "history", history, "a release's execution timeline")
+    hist.add_argument("release")
+    hist.add_argument("--raw", action="store_true", help="every execution event")
+    command(top, "logs", logs, "a release's build log").add_argument("release")
+    for name, handler in (("approve", approve), ("reject", reject)):
+        decide = command(top, name, handler, f"{name} a stage that waits for approval")
+        decide.add_argument("release")
+        decide.add_argument("stage")
+        decide.add_argument("--comment")
+
+    dep = command(top, "deploy", deploy, "release a ref or sha by hand")
+    dep.add_argument("stack")
+    which = dep.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ref", help="branch or tag (or refs/...)")
+    which.add_argument("--sha", help="commit sha")
+    dep.add_argument("--idempotency-key", help="retries with the same key start one release")
+    dep.add_argument("--watch", action="store_true", help="then follow the release")
+    _watch_options(dep)
+
+    hook = group("webhook", "webhook secrets")
+    command(hook, "rotate", webhook_rotate, "a new webhook secret (shown once)").add_argument("stack")
+
+    wat = command(top, "watch", watch, "follow a release until it ends")
+    wat.add_argument("release")
+    _watch_options(wat)
+
+    gitg = group("git", "push to a local bare repository to release")
+    conn = command(gitg, "connect", git_connect, "make PATH a bare repository whose pushes release STACK")
+    conn.add_argument("stack")
+    conn.add_argument("path")
+    conn.add_argument("--secret", help="the stack's webhook secret (default: rotate and use the new one)")
+    conn.add_argument("--provider-url", help="URL the hook posts to (default: --url)")
+    recv = command(gitg, "post-receive", git_post_receive, "run by the hook (reads <old> <new> <ref> lines)")
+    recv.add_argument("--stack")
+    recv.add_argument("--repo", default=".", help="the bare repository (default: the current directory)")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    """Run one command; returns the exit status (errors are one line on stderr)."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        args = build_parser().parse_args(list(argv) if argv is not None else None)
+    except UsageError as exc:
+        print(str(exc), file=err)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    api = Api(resolve_url(args.url), timeout=args.http_timeout)
+    ctx = Context(args, api, out, err, stdin or sys.stdin)
+    handler: Handler = args.handler
+    try:
+        return handler(ctx)
+    except UsageError as exc:
+        print(str(exc), file=err)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"stagecoach: {exc.message}", file=err)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("stagecoach: interrupted", file=err)
+        return 130

@@ -1,0 +1,307 @@
+"""Pure text formatting of API documents for people: tables, times, durations, pipeline views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+Json = dict[str, Any]
+DASH = "-"
+
+
+def cell(value: Any) -> str:
+    """A table cell: ``None``/empty → ``-``, booleans → yes/no, newlines flattened."""
+    if value is None or value == "":
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return " ".join(str(value).split()) if isinstance(value, str) else str(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces; no trailing whitespace."""
+    body = [[cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for i, text in enumerate(row):
+            widths[i] = max(widths[i], len(text))
+    lines = []
+    for row in [list(headers), *body]:
+        lines.append("  ".join(text.ljust(widths[i]) for i, text in enumerate(row)).rstrip())
+    return "\n".join(lines)
+
+
+def truncate(text: Any, width: int = 50) -> str:
+    """The first line of ``text``, at most ``width`` characters (``…`` marks a cut)."""
+    if not text:
+        return ""
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def short_sha(sha: Any) -> str:
+    """The first 8 characters of a commit sha."""
+    return str(sha)[:8] if sha else ""
+
+
+def when(stamp: Any) -> str:
+    """An ISO-8601 UTC time as ``YYYY-MM-DD HH:MM:SS`` (UTC); empty for none."""
+    if not stamp:
+        return ""
+    text = str(stamp).replace("T", " ")
+    for end in ("Z", "+00:00"):
+        if text.endswith(end):
+            text = text[: -len(end)]
+    return text.split(".")[0]
+
+
+def duration(seconds: Any) -> str:
+    """``4.2s``, ``2m05s`` or ``1h02m``; empty for none."""
+    if seconds is None or isinstance(seconds, bool):
+        return ""
+    value = float(seconds)
+    if value < 60:
+        return f"{value:.1f}s"
+    whole = round(value)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def short_ref(ref: Any) -> str:
+    """``refs/heads/main`` → ``main``, ``refs/tags/v1`` → ``v1``."""
+    text = str(ref or "")
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+# ------------------------------------------------------------------ stacks
+
+
+def stacks_table(stacks: Iterable[Mapping[str, Any]]) -> str:
+    """One line per stack."""
+    rows = [
+        (
+            s.get("id"),
+            s.get("name"),
+            (s.get("repository") or {}).get("full_name"),
+            (s.get("repository") or {}).get("provider"),
+            " → ".join(str(st.get("name")) + ("*" if st.get("approval") else "") for st in s.get("stages") or []),
+            ", ".join(s.get("branches") or []),
+        )
+        for s in stacks
+    ]
+    if not rows:
+        return "no stacks yet (create one with: stagecoach stacks create ...)"
+    return table(("ID", "NAME", "REPOSITORY", "PROVIDER", "STAGES (*approval)", "BRANCHES"), rows)
+
+
+def pipeline_table(stages: Iterable[Mapping[str, Any]]) -> str:
+    """A stack's stages in release order with their state and current release."""
+    rows = []
+    for st in stages:
+        current = st.get("current_release") or {}
+        rows.append(
+            (
+                st.get("position"),
+                st.get("name"),
+                st.get("status"),
+                bool(st.get("approval")),
+                short_sha(current.get("sha")) or (current.get("release_id") if current else None),
+                truncate(current.get("message"), 40),
+                when(current.get("deployed_at")),
+                st.get("locked_by"),
+            )
+        )
+    return table(("#", "STAGE", "STATUS", "APPROVAL", "RELEASE", "MESSAGE", "DEPLOYED (UTC)", "LOCKED BY"), rows)
+
+
+def stack_details(stack: Mapping[str, Any], awaiting: Sequence[tuple[str, str]] = ()) -> str:
+    """``stacks show``: settings, the pipeline, and what waits for an approval."""
+    repo = stack.get("repository") or {}
+    webhook = stack.get("webhook") or {}
+    urls = webhook.get("urls") or {}
+    verified = webhook.get("verified_at")
+    lines = [
+        f"{stack.get('id')}  ({stack.get('name')})  version {stack.get('version')}",
+        f"repository  {repo.get('full_name')} on {repo.get('provider')}  clone {repo.get('clone_url')}",
+        f"branches    {', '.join(stack.get('branches') or []) or DASH}",
+        f"tags        {', '.join(stack.get('tags') or []) or DASH}",
+        f"template    {stack.get('template_path')}   buildspec {stack.get('buildspec_path')}",
+        f"webhook     {urls.get(repo.get('provider', 'github'), DASH)}  "
+        + (f"(verified {when(verified)})" if verified else "(no verified delivery yet)"),
+        "",
+        pipeline_table(stack.get("stages") or []),
+    ]
+    if awaiting:
+        lines.append("")
+        for release_id, stage in awaiting:
+            lines.append(f"awaiting approval: release {release_id} at {stage}")
+            lines.append(f"  run: stagecoach approve {release_id} {stage}   (or: stagecoach reject ...)")
+    return "\n".join(lines)
+
+
+def created_stack(stack: Mapping[str, Any], base_url: str) -> str:
+    """``stacks create``: a summary and the webhook secret, shown once."""
+    webhook = stack.get("webhook") or {}
+    repo = stack.get("repository") or {}
+    provider = repo.get("provider", "github")
+    hook_path = (webhook.get("urls") or {}).get(provider, f"/webhooks/{provider}/{stack.get('id')}")
+    stages = " → ".join(str(s.get("name")) + (" (approval)" if s.get("approval") else "") for s in stack["stages"])
+    return "\n".join(
+        [
+            f"created stack {stack.get('id')}: {stages}",
+            "",
+            f"webhook URL:    {base_url.rstrip('/')}{hook_path}",
+            f"webhook secret: {webhook.get('secret')}",
+            "  (shown only this once: store it now; `stagecoach webhook rotate` makes a new one)",
+        ]
+    )
+
+
+# ------------------------------------------------------------------ releases
+
+
+def releases_table(releases: Iterable[Mapping[str, Any]]) -> str:
+    """One line per release, newest first as the API returns them."""
+    rows = [
+        (
+            r.get("id"),
+            r.get("status"),
+            short_ref(r.get("ref")),
+            short_sha(r.get("sha")),
+            truncate(r.get("message"), 40),
+            r.get("trigger"),
+            when(r.get("received_at")),
+            duration(r.get("duration_seconds")),
+            r.get("failed_stage"),
+        )
+        for r in releases
+    ]
+    if not rows:
+        return "no releases"
+    return table(("ID", "STATUS", "REF", "SHA", "MESSAGE", "TRIGGER", "RECEIVED (UTC)", "DURATION", "FAILED AT"), rows)
+
+
+def release_details(release: Mapping[str, Any]) -> str:
+    """``releases show``: the release, its build and every stage."""
+    lines = [
+        f"release {release.get('id')}  {release.get('status')}  stack {release.get('stack_id')}",
+        f"ref       {release.get('ref')} @ {short_sha(release.get('sha')) or DASH}",
+        f"message   {truncate(release.get('message'), 72) or DASH}",
+        f"author    {release.get('author') or DASH}   trigger {release.get('trigger')}",
+        f"received  {when(release.get('received_at')) or DASH}   started {when(release.get('started_at')) or DASH}"
+        f"   ended {when(release.get('ended_at')) or DASH}   {duration(release.get('duration_seconds'))}".rstrip(),
+    ]
+    if release.get("error") or release.get("failed_stage"):
+        lines.append(f"failed    {failure_line(release)}")
+    build = release.get("build")
+    if build:
+        lines.append(
+            f"build     {build.get('id') or DASH}  {build.get('status') or DASH}"
+            f"  {duration(build.get('duration_seconds'))}"
+            + (f"  failed phase {build['failed_phase']}" if build.get("failed_phase") else "")
+        )
+    rows = []
+    for st in release.get("stages") or []:
+        changes = st.get("changes") or {}
+        summary = ", ".join(f"{k} {v}" for k, v in changes.items() if v) if changes else ""
+        approval = st.get("approval") or {}
+        rows.append(
+            (
+                st.get("position"),
+                st.get("name"),
+                st.get("status"),
+                duration(st.get("duration_seconds")),
+                "no changes" if st.get("no_changes") else summary,
+                approval.get("decision") or ("requested" if approval.get("requested_at") else ""),
+                truncate(st.get("error") or "", 40),
+            )
+        )
+    lines += ["", table(("#", "STAGE", "STATUS", "DURATION", "CHANGES", "APPROVAL", "ERROR"), rows)]
+    for st in release.get("stages") or []:
+        if st.get("status") == "AWAITING_APPROVAL":
+            lines.append(
+                f"\n{st.get('name')} is awaiting approval: run: stagecoach approve {release.get('id')} {st.get('name')}"
+            )
+    return "\n".join(lines)
+
+
+def failure_line(release: Mapping[str, Any]) -> str:
+    """Where and why a release failed, from its fields (falling back to the failed stage's)."""
+    stage = release.get("failed_stage")
+    error, cause = release.get("error"), release.get("cause")
+    for st in release.get("stages") or []:
+        if st.get("status") == "FAILED" and (stage is None or st.get("name") == stage):
+            stage = stage or st.get("name")
+            error, cause = error or st.get("error"), cause or st.get("cause")
+            break
+    if not stage and (release.get("build") or {}).get("status") == "FAILED":
+        stage = "build"
+    parts = [f"stage {stage}" if stage else "release"]
+    if error:
+        parts.append(str(error))
+    if cause:
+        parts.append(truncate(cause, 200))
+    return ": ".join(parts)
+
+
+def timeline(history: Mapping[str, Any]) -> str:
+    """``history``: one line per event of the release's execution."""
+    rows = [
+        (
+            when(e.get("started_at")),
+            duration(e.get("duration_seconds")),
+            e.get("stage"),
+            e.get("name"),
+            e.get("type"),
+            e.get("outcome"),
+            truncate(" ".join(str(x) for x in (e.get("error"), e.get("cause")) if x), 60),
+        )
+        for e in history.get("events") or []
+    ]
+    head = f"release {history.get('release_id')}"
+    if not rows:
+        return f"{head}: no events yet"
+    return head + "\n\n" + table(("STARTED (UTC)", "DURATION", "STAGE", "STEP", "TYPE", "OUTCOME", "ERROR"), rows)
+
+
+def build_log(document: Mapping[str, Any]) -> str:
+    """``logs``: the log text, or where to find it."""
+    log = document.get("log")
+    if isinstance(log, str) and log:
+        return log.rstrip("\n")
+    pointer = document.get("pointer")
+    head = f"build {document.get('build_id') or DASH} ({document.get('status') or 'no status'})"
+    if isinstance(pointer, Mapping) and pointer:
+        details = "\n".join(f"  {k}: {v}" for k, v in pointer.items())
+        return f"{head}: the log is not stored inline; it is at:\n{details}"
+    return f"{head}: no log yet"
+
+
+# ------------------------------------------------------------------ arguments
+
+
+def parse_param(text: str) -> tuple[str, str]:
+    """``K=V`` → ``(K, V)``; ValueError if there is no ``=`` or no key."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def parse_stage_spec(text: str) -> Json:
+    """``prod`` or ``prod:approval`` → a stage object for ``POST /stacks``."""
+    name, sep, flags = text.partition(":")
+    if not name:
+        raise ValueError(f"expected NAME or NAME:approval, got {text!r}")
+    stage: Json = {"name": name}
+    for flag in filter(None, flags.split(",")) if sep else ():
+        if flag != "approval":
+            raise ValueError(f"unknown stage flag {flag!r} in {text!r} (only :approval)")
+        stage["approval"] = True
+    if sep and "approval" not in stage:
+        raise ValueError(f"expected NAME or NAME:approval, got {text!r}")
+    return stage
