@@ -4,7 +4,8 @@ DynamoDB guarantees that a conditional write and a transaction are atomic. moto 
 condition and then writes without a lock, so two threads (the emulator serves requests on
 threads) can both pass the same ``attribute_not_exists`` check; StartExecution likewise checks
 the name and then creates. ``harden_moto`` serialises both so the emulator keeps the services'
-guarantees; it is idempotent.
+guarantees; it is idempotent. It also mends two moto gaps the pipeline depends on (task failure
+causes, stack outputs after a change set).
 """
 
 from __future__ import annotations
@@ -117,7 +118,47 @@ def harden_moto() -> None:
             return original_start(self, *args, **kwargs)
 
     StepFunctionsParserBackend.start_execution = start_locked  # type: ignore[method-assign]
+    _keep_send_task_failure_cause()
+    _refresh_stack_after_change_set()
     _hardened = True
+
+
+def _keep_send_task_failure_cause() -> None:
+    """moto 5.2.5 drops the ``cause`` of SendTaskFailure (it passes only ``error``): pass it on."""
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
+
+
+def _refresh_stack_after_change_set() -> None:
+    """moto 5.2.5 executes a change set without refreshing the stack's Parameters and Outputs.
+
+    Without this a stack shows no Outputs, and redeploying the same template and parameters
+    looks like a change. Rebuild both after ExecuteChangeSet, as CloudFormation has them.
+    """
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original: Callable[..., Any] = CloudFormationBackend.execute_change_set
+
+    @functools.wraps(original)
+    def execute_change_set(backend: Any, change_set_name: str, stack_name: str | None = None) -> Any:
+        result = original(backend, change_set_name, stack_name)
+        change_set = backend.change_sets.get(change_set_name)
+        if change_set is not None:
+            stack = backend.stacks[change_set.stack_id]
+            stack.parameters = dict(change_set.parameters)
+            stack._parse_template()
+            stack.output_map = stack._create_output_map()
+        return result
+
+    CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign]
 
 
 def enable_state_machine_execution() -> None:
