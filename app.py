@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, Response, SQSEvent
+from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, SQSEvent
 
 from chalicelib import bootstrap
 from chalicelib.http import http_middleware, json_response, maps_errors, parse_json
@@ -13,12 +13,28 @@ app = Chalice(app_name="stagecoach", configure_logs=False)
 app.register_middleware(http_middleware(bootstrap.logger), "http")
 
 
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None, "called outside a request"
+    return request
+
+
+def _raw() -> bytes:
+    raw = _request().raw_body
+    return raw.encode() if isinstance(raw, str) else (raw or b"")
+
+
 def _body() -> Any:
-    return parse_json(app.current_request.raw_body)
+    return parse_json(_raw())
+
+
+def _optional_body() -> Any:
+    raw = _raw()
+    return parse_json(raw) if raw else None
 
 
 def _query(name: str) -> str | None:
-    params = app.current_request.query_params or {}
+    params: Any = _request().query_params or {}
     value = params.get(name)
     return str(value) if value is not None else None
 
@@ -83,9 +99,7 @@ def update_stage(stack_id: str, stage: str) -> Response:
 @maps_errors
 def remove_stage(stack_id: str, stage: str) -> Response:
     """Remove a stage (never the last)."""
-    raw = app.current_request.raw_body
-    body = parse_json(raw) if raw else None
-    return json_response(bootstrap.stack_service().remove_stage(stack_id, stage, body))
+    return json_response(bootstrap.stack_service().remove_stage(stack_id, stage, _optional_body()))
 
 
 @app.route("/stacks/{stack_id}/webhook/rotate", methods=["POST"])
@@ -99,8 +113,7 @@ WEBHOOK_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded"
 
 
 def _webhook(provider: str, stack_id: str) -> Response:
-    request = app.current_request
-    outcome = bootstrap.release_starter().receive(provider, stack_id, dict(request.headers), request.raw_body or b"")
+    outcome = bootstrap.release_starter().receive(provider, stack_id, dict(_request().headers), _raw())
     return json_response(outcome.body, outcome.status)
 
 
@@ -129,7 +142,7 @@ def bitbucket_webhook(stack_id: str) -> Response:
 @maps_errors
 def start_release(stack_id: str) -> Response:
     """Start a release of a ref or sha by hand (``Idempotency-Key`` makes retries safe)."""
-    key = app.current_request.headers.get("idempotency-key")
+    key = _request().headers.get("idempotency-key")
     outcome = bootstrap.release_starter().start_manual(stack_id, _body(), key)
     return json_response(outcome.body, outcome.status)
 
@@ -172,3 +185,40 @@ def build_worker(event: SQSEvent) -> None:
 def build_state_changed(event: CloudWatchEvent) -> str:
     """A build ended: complete the release's build task with its template or its failure."""
     return str(bootstrap.build_service().finish(event.detail))
+
+
+def _actor() -> str:
+    """Who is calling: the IAM identity on AWS, else the local user."""
+    identity = (_request().context or {}).get("identity") or {}
+    return str(identity.get("userArn") or identity.get("caller") or identity.get("user") or "local-user")
+
+
+@app.route("/releases/{release_id}/stages/{stage}/approve", methods=["POST"])
+@maps_errors
+def approve_stage(release_id: str, stage: str) -> Response:
+    """Approve a stage waiting for approval (``{"comment": ...}`` optional)."""
+    decided = bootstrap.approval_service().decide(release_id, stage, True, _optional_body(), _actor())
+    return json_response(decided)
+
+
+@app.route("/releases/{release_id}/stages/{stage}/reject", methods=["POST"])
+@maps_errors
+def reject_stage(release_id: str, stage: str) -> Response:
+    """Reject a stage waiting for approval: the release fails at that stage."""
+    decided = bootstrap.approval_service().decide(release_id, stage, False, _optional_body(), _actor())
+    return json_response(decided)
+
+
+@app.route("/releases/{release_id}/history", methods=["GET"])
+@maps_errors
+def release_history(release_id: str) -> Response:
+    """A timeline of the release's execution (``?raw=true`` for the Step Functions events)."""
+    raw = (_query("raw") or "").lower() in ("1", "true", "yes")
+    return json_response(bootstrap.release_queries().history(release_id, raw))
+
+
+@app.route("/releases/{release_id}/build-log", methods=["GET"])
+@maps_errors
+def release_build_log(release_id: str) -> Response:
+    """The build log (local builder) or a pointer to it (CloudWatch Logs)."""
+    return json_response(bootstrap.release_queries().build_log(release_id))

@@ -23,7 +23,8 @@ def client(service: str) -> Any:
     """A cached boto3 client (boto3 is imported on first use only)."""
     import boto3
 
-    return boto3.session.Session().client(service, region_name=settings().region)
+    session: Any = boto3.session.Session()
+    return session.client(service, region_name=settings().region)
 
 
 @functools.cache
@@ -110,9 +111,16 @@ def logger() -> Any:
 @functools.cache
 def release_queries() -> Any:
     """Read side of releases."""
+    from chalicelib.adapters.history import StepFunctionsHistory
+    from chalicelib.adapters.logs import S3LogStore
     from chalicelib.services.release_queries import ReleaseQueries
 
-    return ReleaseQueries(stack_repository(), release_repository())
+    return ReleaseQueries(
+        stack_repository(),
+        release_repository(),
+        StepFunctionsHistory(lambda: client("stepfunctions")),
+        S3LogStore(lambda: client("s3")),
+    )
 
 
 @functools.cache
@@ -144,6 +152,16 @@ def build_service() -> Any:
         lambda: settings().region,
         now_iso,
     )
+
+
+@functools.cache
+def approval_service() -> Any:
+    """Approve and reject."""
+    from chalicelib.adapters.callbacks import StepFunctionsCallbacks
+    from chalicelib.services.approvals import ApprovalService
+
+    repository = release_repository()
+    return ApprovalService(repository, repository, StepFunctionsCallbacks(lambda: client("stepfunctions")), now_iso)
 
 
 def reset() -> None:

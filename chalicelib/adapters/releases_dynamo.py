@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.releases import Release, StageRun
@@ -225,3 +225,29 @@ class DynamoReleaseRepository:
         ReleaseModel(pk=release_pk(release_id), sk=RELEASE_SK).update(
             actions=[ReleaseModel.build.set(build)], condition=ReleaseModel.pk.exists()
         )
+
+    def waiting_token(self, release_id: str, stage: str) -> str | None:
+        """The approval task token of a stage that is AWAITING_APPROVAL."""
+        try:
+            run = StageRunModel.get(release_pk(release_id), f"STAGE#{stage}", consistent_read=True)
+        except StageRunModel.DoesNotExist:
+            return None
+        return run.task_token if run.status == "AWAITING_APPROVAL" and run.task_token else None
+
+    def decide(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
+        """Conditional on the stage still waiting with ``token``: the first decision wins."""
+        run = StageRunModel(pk=release_pk(release_id), sk=f"STAGE#{stage}")
+        actions = [
+            StageRunModel.status.set("PENDING" if decision["decision"] == "approved" else "FAILED"),
+            StageRunModel.task_token.remove(),
+        ] + [StageRunModel.approval[key].set(value) for key, value in decision.items()]
+        try:
+            run.update(
+                actions=actions,
+                condition=(StageRunModel.status == "AWAITING_APPROVAL") & (StageRunModel.task_token == token),
+            )
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

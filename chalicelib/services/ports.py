@@ -125,3 +125,27 @@ class BuildRecords(Protocol):
 
     def record_build(self, release_id: str, build: dict[str, Any]) -> None:
         """Set the release's ``build`` details."""
+
+
+class ApprovalRecords(Protocol):
+    """Approval requests stored by the state machine on a release's stage run."""
+
+    def waiting_token(self, release_id: str, stage: str) -> str | None:
+        """The task token if the stage is AWAITING_APPROVAL, else None."""
+
+    def decide(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
+        """Record the decision if the stage still waits with that token; False if someone else decided."""
+
+
+class ExecutionHistory(Protocol):
+    """Step Functions execution history."""
+
+    def events(self, execution_arn: str) -> list[dict[str, Any]] | None:
+        """Every event of the execution in order, or None if it does not exist (yet)."""
+
+
+class LogStore(Protocol):
+    """Build logs kept by the local builder."""
+
+    def read(self, url: str) -> str | None:
+        """The text at an ``s3://bucket/key`` pointer, or None."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.domain.errors import NotFoundError, ValidationError
+from chalicelib.domain.history import build_timeline
 from chalicelib.domain.releases import RELEASE_STATUSES
 
-from .ports import ReleaseRepository, StackRepository
+from .ports import ExecutionHistory, LogStore, ReleaseRepository, StackRepository
 from .release_views import release_summary, release_view
 from .stacks import parse_limit
 
@@ -15,9 +16,48 @@ from .stacks import parse_limit
 class ReleaseQueries:
     """Read side of releases."""
 
-    def __init__(self, stacks: StackRepository, releases: ReleaseRepository) -> None:
+    def __init__(
+        self, stacks: StackRepository, releases: ReleaseRepository, history: ExecutionHistory, logs: LogStore
+    ) -> None:
         self._stacks = stacks
         self._releases = releases
+        self._history = history
+        self._logs = logs
+
+    def _release(self, release_id: str) -> Any:
+        release = self._releases.get(release_id)
+        if release is None:
+            raise NotFoundError(f"release {release_id!r} does not exist")
+        return release
+
+    def history(self, release_id: str, raw: bool) -> dict[str, Any]:
+        """The execution's timeline (or its raw events), one entry per state."""
+        release = self._release(release_id)
+        events = self._history.events(release.execution_arn)
+        if events is None:
+            return {"release_id": release_id, "execution_arn": release.execution_arn, "started": False, "events": []}
+        body: dict[str, Any] = {"release_id": release_id, "execution_arn": release.execution_arn, "started": True}
+        if raw:
+            return {**body, "events": events}
+        timeline = build_timeline(events, release.stages)
+        return {**body, "events": [entry.to_dict() for entry in timeline]}
+
+    def build_log(self, release_id: str) -> dict[str, Any]:
+        """The build log text (local builder) or where to find it (CloudWatch Logs on AWS)."""
+        release = self._release(release_id)
+        build = release.build or {}
+        pointer = build.get("log") or None
+        text = None
+        link = (pointer or {}).get("deep-link", "")
+        if link.startswith("s3://"):
+            text = self._logs.read(link)
+        return {
+            "release_id": release_id,
+            "build_id": build.get("build_id"),
+            "status": build.get("status"),
+            "log": text,
+            "pointer": None if text is not None else pointer,
+        }
 
     def show(self, release_id: str) -> dict[str, Any]:
         """One release with its build and stages."""

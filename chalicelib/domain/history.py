@@ -1,0 +1,88 @@
+"""A readable timeline of a release's execution, built from Step Functions history events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .releases import duration_seconds
+
+_FAILURE_DETAILS = (
+    "taskFailedEventDetails",
+    "taskTimedOutEventDetails",
+    "executionFailedEventDetails",
+    "executionTimedOutEventDetails",
+    "executionAbortedEventDetails",
+    "mapRunFailedEventDetails",
+    "lambdaFunctionFailedEventDetails",
+    "failedEventDetails",
+)
+
+
+@dataclass
+class TimelineEntry:
+    """One state the execution went through."""
+
+    name: str
+    type: str
+    stage: str | None
+    started_at: str
+    ended_at: str | None = None
+    duration_seconds: float | None = None
+    outcome: str = "running"
+    error: str | None = None
+    cause: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+def _state_type(event_type: str, suffix: str) -> str:
+    return event_type[: -len(suffix)] if event_type.endswith(suffix) else event_type
+
+
+def build_timeline(events: Sequence[dict[str, Any]], stage_names: Sequence[str]) -> list[TimelineEntry]:
+    """One entry per state entered, in order, with the stage (Map iteration) it ran for.
+
+    ``events`` are GetExecutionHistory events in order, with ISO ``timestamp`` strings.
+    """
+    entries: list[TimelineEntry] = []
+    open_by_name: dict[str, list[TimelineEntry]] = {}
+    stage: str | None = None
+    last_open: TimelineEntry | None = None
+    for event in events:
+        kind = str(event.get("type", ""))
+        when = str(event.get("timestamp", ""))
+        if kind == "MapIterationStarted":
+            index = (event.get("mapIterationStartedEventDetails") or {}).get("index", 0)
+            stage = stage_names[index] if 0 <= index < len(stage_names) else f"#{index}"
+        elif kind in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"):
+            stage = None
+        if kind.endswith("StateEntered"):
+            name = (event.get("stateEnteredEventDetails") or {}).get("name", "?")
+            entry = TimelineEntry(name=name, type=_state_type(kind, "StateEntered"), stage=stage, started_at=when)
+            entries.append(entry)
+            open_by_name.setdefault(name, []).append(entry)
+            last_open = entry
+            continue
+        if kind.endswith("StateExited"):
+            name = (event.get("stateExitedEventDetails") or {}).get("name", "?")
+            stack = open_by_name.get(name) or []
+            if stack:
+                entry = stack.pop()
+                entry.ended_at = when
+                entry.duration_seconds = duration_seconds(entry.started_at, when)
+                if entry.outcome == "running":
+                    entry.outcome = "succeeded"
+                elif entry.outcome == "failed":
+                    entry.outcome = "caught"  # the failure was caught and the state exited normally
+            continue
+        for key in _FAILURE_DETAILS:
+            details = event.get(key)
+            if details and last_open is not None and last_open.ended_at is None:
+                last_open.outcome = "failed"
+                last_open.error = details.get("error")
+                last_open.cause = details.get("cause")
+    return entries
