@@ -87,7 +87,7 @@ def stack_service() -> Any:
     """Use cases on stacks."""
     from chalicelib.services.stacks import StackService
 
-    return StackService(stack_repository(), secret_store(), now_iso)
+    return StackService(stack_repository(), secret_store(), release_repository(), now_iso)
 
 
 @functools.cache

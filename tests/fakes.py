@@ -180,3 +180,10 @@ class Ids:
     def __call__(self) -> str:
         self.n += 1
         return f"r{self.n:026d}"
+
+
+class NoApprovals:
+    """ApprovalLookup with nothing waiting."""
+
+    def awaiting_approval(self, stack_id: str) -> dict[str, str]:
+        return {}

@@ -34,7 +34,7 @@ def state_change_event(request: BuildRequest, result: LocalBuildResult, bucket: 
     log_key = build_log_key(request.stack_id, request.release_id)
     phases: list[dict[str, Any]] = [{"phase-type": "DOWNLOAD_SOURCE", "phase-status": "SUCCEEDED"}]
     if result.failed_phase:
-        tail = [line for line in result.log_tail.splitlines() if line.strip()][-5:]
+        tail = [line for line in result.log_tail.splitlines() if line.strip()]
         phases = [{"phase-type": result.failed_phase, "phase-status": result.status, "phase-context": tail}]
     return {
         "version": "0",

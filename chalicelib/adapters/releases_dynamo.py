@@ -251,3 +251,23 @@ class DynamoReleaseRepository:
                 return False
             raise
         return True
+
+    def awaiting_approval(self, stack_id: str, scan_releases: int = 25) -> dict[str, str]:
+        """Stage name → id of a running release of the stack that waits for approval there."""
+        running = ReleaseModel.by_stack.query(
+            f"STACK#{stack_id}#RELEASES",
+            scan_index_forward=False,
+            filter_condition=ReleaseModel.status == "RUNNING",
+            page_size=scan_releases,
+            limit=scan_releases,
+        )
+        waiting: dict[str, str] = {}
+        for release in running:
+            runs = StageRunModel.query(
+                release.pk,
+                StageRunModel.sk.startswith("STAGE#"),
+                filter_condition=StageRunModel.status == "AWAITING_APPROVAL",
+            )
+            for run in runs:
+                waiting.setdefault(run.sk.removeprefix("STAGE#"), release.id)
+        return waiting

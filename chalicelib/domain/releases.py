@@ -237,3 +237,18 @@ def change_summary(changes: list[dict[str, Any]] | None) -> dict[str, int] | Non
         if str(change.get("Replacement", "")) == "True":
             summary["replace"] += 1
     return summary
+
+
+def flat_outputs(outputs: Any) -> dict[str, str] | None:
+    """Stack outputs as the state machine stores them (``[[{"OutputKey", "OutputValue"}]]``) → a map."""
+    if outputs is None:
+        return None
+    flat: dict[str, str] = {}
+    pending = [outputs]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict) and "OutputKey" in item:
+            flat[str(item["OutputKey"])] = str(item.get("OutputValue", ""))
+    return flat

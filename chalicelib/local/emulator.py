@@ -158,7 +158,7 @@ def _refresh_stack_after_change_set() -> None:
             stack.output_map = stack._create_output_map()
         return result
 
-    CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign]
+    CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign,assignment]
 
 
 def enable_state_machine_execution() -> None:

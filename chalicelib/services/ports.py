@@ -149,3 +149,10 @@ class LogStore(Protocol):
 
     def read(self, url: str) -> str | None:
         """The text at an ``s3://bucket/key`` pointer, or None."""
+
+
+class ApprovalLookup(Protocol):
+    """Which stages of a stack have a release waiting for approval."""
+
+    def awaiting_approval(self, stack_id: str) -> dict[str, str]:
+        """Stage name → release id."""

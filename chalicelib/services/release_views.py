@@ -4,28 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain.releases import Release, StageRun, change_summary, duration_seconds, stage_status
+from chalicelib.domain.releases import (
+    Release,
+    StageRun,
+    change_summary,
+    duration_seconds,
+    flat_outputs,
+    stage_status,
+)
 
 
 def console_url(execution_arn: str) -> str:
     """The AWS console page of an execution."""
     region = execution_arn.split(":")[3] if execution_arn.count(":") >= 3 else "us-east-1"
     return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
-
-
-def _flatten_outputs(outputs: Any) -> dict[str, str] | None:
-    """``[[{"OutputKey", "OutputValue"}]]`` (as the state machine stores it) → ``{key: value}``."""
-    if outputs is None:
-        return None
-    flat: dict[str, str] = {}
-    stack = [outputs]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        elif isinstance(item, dict) and "OutputKey" in item:
-            flat[str(item["OutputKey"])] = str(item.get("OutputValue", ""))
-    return flat
 
 
 def stage_view(release: Release, name: str, position: int, run: StageRun | None) -> dict[str, Any]:
@@ -54,7 +46,7 @@ def stage_view(release: Release, name: str, position: int, run: StageRun | None)
             {"requested_at": run.requested_at, **(run.approval or {})} if run.requested_at or run.approval else None
         ),
         "changes": change_summary(run.changes),
-        "outputs": _flatten_outputs(run.outputs),
+        "outputs": flat_outputs(run.outputs),
         "no_changes": run.no_changes,
         "error": run.error,
         "cause": run.cause,

@@ -7,17 +7,21 @@ from typing import Any
 
 from chalicelib.domain import stacks as domain
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.releases import flat_outputs
 from chalicelib.domain.stacks import Stack
 
-from .ports import Page, SecretStore, StackRepository, StageState
+from .ports import ApprovalLookup, Page, SecretStore, StackRepository, StageState
 
 MAX_PAGE = 100
 ROTATION_GRACE_SECONDS = 3600
 
 
-def stack_view(stack: Stack, states: dict[str, StageState] | None = None) -> dict[str, Any]:
-    """The JSON form of a stack, stages in release order with their runtime state."""
+def stack_view(
+    stack: Stack, states: dict[str, StageState] | None = None, waiting: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The JSON form of a stack, stages in release order with their runtime state (the pipeline view)."""
     states = states or {}
+    waiting = waiting or {}
     stages = []
     for position, stage in enumerate(stack.stages):
         state = states.get(stage.name, StageState(stage.name))
@@ -28,6 +32,8 @@ def stack_view(stack: Stack, states: dict[str, StageState] | None = None) -> dic
                 "status": state.status,
                 "locked_by": state.lock_owner,
                 "current_release": state.current_release,
+                "outputs": flat_outputs(state.outputs),
+                "awaiting_approval": waiting.get(stage.name),
             }
         )
     return {
@@ -58,9 +64,12 @@ def parse_limit(raw: str | None) -> int:
 class StackService:
     """Create, read, change and delete stacks and their stages."""
 
-    def __init__(self, stacks: StackRepository, secrets: SecretStore, clock: Callable[[], str]) -> None:
+    def __init__(
+        self, stacks: StackRepository, secrets: SecretStore, approvals: ApprovalLookup, clock: Callable[[], str]
+    ) -> None:
         self._stacks = stacks
         self._secrets = secrets
+        self._approvals = approvals
         self._clock = clock
 
     def load(self, stack_id: str) -> Stack:
@@ -95,7 +104,7 @@ class StackService:
     def show(self, stack_id: str) -> dict[str, Any]:
         """A stack with the runtime state of its stages."""
         stack = self.load(stack_id)
-        return stack_view(stack, self._stacks.stage_states(stack_id))
+        return stack_view(stack, self._stacks.stage_states(stack_id), self._approvals.awaiting_approval(stack_id))
 
     def list(self, limit: str | None, next_token: str | None) -> dict[str, Any]:
         """A page of stacks."""

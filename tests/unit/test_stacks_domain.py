@@ -9,7 +9,7 @@ import pytest
 from chalicelib.domain import stacks as domain
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.services.stacks import StackService, parse_limit
-from tests.fakes import FixedClock, InMemorySecretStore, InMemoryStackRepository, stack_body
+from tests.fakes import FixedClock, InMemorySecretStore, InMemoryStackRepository, NoApprovals, stack_body
 
 NOW = "2026-11-27T12:00:00.000Z"
 
@@ -122,7 +122,7 @@ def test_patch_requires_matching_version() -> None:
 
 def test_service_writes_nothing_on_invalid_input() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), FixedClock(NOW))
+    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
     with pytest.raises(ValidationError):
         service.create(stack_body(stages=[]))
     service.create(stack_body())
@@ -137,7 +137,7 @@ def test_service_writes_nothing_on_invalid_input() -> None:
 
 def test_service_conflicts_on_duplicate_id_and_stale_version() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), FixedClock(NOW))
+    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
     service.create(stack_body())
     with pytest.raises(ConflictError):
         service.create(stack_body())
@@ -149,7 +149,7 @@ def test_service_conflicts_on_duplicate_id_and_stale_version() -> None:
 
 def test_service_view_lists_stages_in_order_with_positions() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), FixedClock(NOW))
+    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
     service.create(stack_body())
     view = service.update_stage("hello", "test", {"position": 0})
     assert [(s["name"], s["position"]) for s in view["stages"]] == [("test", 0), ("dev", 1), ("prod", 2)]
@@ -159,7 +159,7 @@ def test_service_view_lists_stages_in_order_with_positions() -> None:
 
 def test_service_paginates() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), FixedClock(NOW))
+    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
     for i in range(5):
         service.create(stack_body(name=f"svc {i}"))
     first = service.list("2", None)
