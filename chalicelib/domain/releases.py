@@ -58,6 +58,7 @@ class PipelineConfig:
     poll_seconds: int
     build_timeout_seconds: int
     lock_retry_seconds: int = 2
+    lock_max_attempts: int = 1800
     deploy_timeout_seconds: int = 3600
 
 
@@ -186,6 +187,7 @@ def execution_input(stack: Stack, release: Release, config: PipelineConfig) -> d
         "config": {
             "poll_seconds": config.poll_seconds,
             "lock_retry_seconds": config.lock_retry_seconds,
+            "lock_max_attempts": config.lock_max_attempts,
             "build_timeout_seconds": config.build_timeout_seconds,
             "deploy_timeout_seconds": config.deploy_timeout_seconds,
         },

@@ -240,6 +240,7 @@ class AslWorld:
             "config": {
                 "poll_seconds": 1,
                 "lock_retry_seconds": 1,
+                "lock_max_attempts": 100,
                 "build_timeout_seconds": 30,
                 "deploy_timeout_seconds": 120,
                 **(config or {}),

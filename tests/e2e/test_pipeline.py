@@ -127,3 +127,29 @@ def test_manual_redeploy_of_same_sha_has_no_changes(client: Any, pump: Any, tmp_
     assert done["status"] == "SUCCEEDED"
     assert [s["no_changes"] for s in done["stages"]] == [True, True, True]
     assert release(client, first["release_id"])["status"] == "SUCCEEDED"
+
+
+def test_two_releases_started_together_never_deploy_a_stage_at_once(
+    client: Any, pump: Any, tmp_path: Path
+) -> None:
+    from chalicelib.domain.clock import parse_iso
+    from tests.e2e.pipeline_support import git
+
+    repo, first_sha = example_repo(tmp_path)
+    (repo / "CHANGES.txt").write_text("second commit\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Second")
+    second_sha = git(repo, "rev-parse", "HEAD")
+    create_stack(client, repo, approval_on_prod=False)
+    ids = [
+        client.http.post("/stacks/hello/releases", body=json.dumps({"sha": sha}), headers=JSON).json_body["release_id"]
+        for sha in (first_sha, second_sha)
+    ]
+    results = [run_until(client, pump, release_id, ended, timeout=180) for release_id in ids]
+    assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]
+    for position in range(3):
+        a, b = (r["stages"][position] for r in results)
+        spans = sorted((parse_iso(s["started_at"]), parse_iso(s["ended_at"])) for s in (a, b))
+        assert spans[0][1] <= spans[1][0], f"stage {a['name']} deployed twice at once: {spans}"
+    stages = client.http.get("/stacks/hello").json_body["stages"]
+    assert all(s["locked_by"] is None for s in stages)
