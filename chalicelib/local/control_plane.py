@@ -74,6 +74,8 @@ class ControlPlane:
         harden_moto()
         enable_state_machine_execution()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's per-request lines
+        # Every error a state catches is logged by moto too; GET /releases/{id}/history shows them.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         emulator = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
         emulator.start()
         self.aws_port = emulator.get_host_and_port()[1]

@@ -1,0 +1,139 @@
+"""Release pipeline speed, in one run of the embedded control plane (issue: release pipeline).
+
+transitions_per_stage: state transitions (StateEntered events) per stage in the no-approval happy
+  path with one CloudFormation poll, counted from the execution history.
+push_to_done_s: seconds from the webhook's 202 to a 4-stage release SUCCEEDED (no approvals,
+  trivial buildspec), through the real HTTP API, event pump and local builder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.plane import http, running_plane  # noqa: E402
+from tests.webhook_support import github_headers  # noqa: E402
+
+STAGES = ("dev", "test", "staging", "prod")
+TRIVIAL_BUILDSPEC = """version: 0.2
+phases:
+  build:
+    commands:
+      - mkdir -p dist && sed "s/__BUILD_SHA__/${CODEBUILD_RESOLVED_SOURCE_VERSION}/" template.yaml > dist/template.yaml
+artifacts:
+  base-directory: dist
+  files:
+    - template.yaml
+"""
+GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@stagecoach.local", "-c", "init.defaultBranch=main"]
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo``."""
+    return subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(root: Path) -> Path:
+    """The hello-stack example with a trivial buildspec, as a git repository."""
+    repo = root / "service"
+    shutil.copytree(ROOT / "examples" / "hello-stack", repo)
+    (repo / "buildspec.yml").write_text(TRIVIAL_BUILDSPEC)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "bench")
+    return repo
+
+
+def new_commit(repo: Path, n: int) -> str:
+    """A new commit; returns its sha."""
+    (repo / "BENCH.txt").write_text(f"{n}\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"bench {n}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def push_and_wait(url: str, secret: str, sha: str, timeout: float = 120) -> tuple[float, dict[str, Any]]:
+    """Seconds from the 202 to SUCCEEDED, and the release."""
+    payload = {"ref": "refs/heads/main", "before": "0" * 40, "after": sha, "repository": {"full_name": "acme/bench"},
+               "head_commit": {"id": sha, "message": "bench", "author": {"name": "bench"}}}
+    body = json.dumps(payload).encode()
+    status, accepted = http("POST", f"{url}/webhooks/github/bench", body, github_headers(secret, body))
+    t0 = time.perf_counter()
+    assert status == 202, accepted
+    deadline = t0 + timeout
+    while time.perf_counter() < deadline:
+        _, release = http("GET", f"{url}/releases/{accepted['release_id']}")
+        if release["status"] in ("SUCCEEDED", "FAILED"):
+            elapsed = time.perf_counter() - t0
+            assert release["status"] == "SUCCEEDED", release
+            return elapsed, release
+        time.sleep(0.02)
+    raise TimeoutError(f"release {accepted['release_id']} did not end in {timeout} s")
+
+
+def transitions_per_stage(aws_url: str, execution_arn: str) -> list[int]:
+    """StateEntered events inside each Map iteration, in stage order."""
+    import boto3
+
+    sfn = boto3.client("stepfunctions", endpoint_url=aws_url, region_name="us-east-1")
+    events: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    counts: list[int] = []
+    inside = False
+    for event in events:
+        if event["type"] == "MapIterationStarted":
+            counts.append(0)
+            inside = True
+        elif event["type"] in ("MapIterationSucceeded", "MapIterationFailed"):
+            inside = False
+        elif inside and event["type"].endswith("StateEntered"):
+            counts[-1] += 1
+    return counts
+
+
+def main() -> int:
+    """Print the figures."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--releases", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, running_plane(pump=True) as plane:
+        repo = make_repo(Path(tmp))
+        body = {"id": "bench", "name": "bench", "stages": [{"name": s, "parameters": {"Stage": s}} for s in STAGES],
+                "repository": {"provider": "github", "full_name": "acme/bench", "clone_url": str(repo)}}
+        status, created = http("POST", f"{plane.url}/stacks", body)
+        assert status == 201, created
+        secret = created["webhook"]["secret"]
+        first_time, first = push_and_wait(plane.url, secret, git(repo, "rev-parse", "HEAD"))
+        create_counts = transitions_per_stage(plane.aws_url, first["execution_arn"])
+        times, update_counts = [], []
+        for n in range(args.releases):
+            elapsed, release = push_and_wait(plane.url, secret, new_commit(repo, n))
+            times.append(elapsed)
+            update_counts = transitions_per_stage(plane.aws_url, release["execution_arn"])
+    print(f"stages: {len(STAGES)}, releases timed: {args.releases} (+1 creating the stacks: {first_time:.2f} s)")
+    print(f"transitions per stage, creating stacks: {create_counts}; updating: {update_counts}")
+    print(f"push_to_done_s_all: {', '.join(f'{t:.2f}' for t in times)}")
+    print(f"transitions_per_stage: {max(update_counts)}")
+    print(f"push_to_done_s: {statistics.median(times):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
