@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 AWS_PORT ?= 4566
 
-.PHONY: run test lint typecheck unit bench package deploy clean
+.PHONY: run test bench package deploy clean
 
 $(BIN)/.stagecoach-installed: pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(BIN)/.stagecoach-installed
 
 bench: $(BIN)/.stagecoach-installed
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/pipeline.py
+
+package: $(BIN)/.stagecoach-installed
+	deploy/deploy.sh package
+
+deploy: $(BIN)/.stagecoach-installed
+	deploy/deploy.sh
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, SQSEvent
+from chalice.app import Chalice, CloudWatchEvent, IAMAuthorizer, Rate, Request, Response, SQSEvent
 
 from chalicelib import bootstrap
 from chalicelib.http import http_middleware, json_response, maps_errors, parse_json
 
 app = Chalice(app_name="stagecoach", configure_logs=False)
 app.register_middleware(http_middleware(bootstrap.logger), "http")
+# Every route but /health and the webhooks (whose signature is their auth) needs SigV4 on AWS.
+# chalice local and chalice.test let requests through: the embedded mode has no AWS identities.
+IAM_AUTH = IAMAuthorizer()
 
 
 def _request() -> Request:
@@ -45,35 +48,35 @@ def health() -> dict[str, Any]:
     return {"status": "ok", "service": "stagecoach"}
 
 
-@app.route("/stacks", methods=["POST"])
+@app.route("/stacks", methods=["POST"], authorizer=IAM_AUTH)
 @maps_errors
 def create_stack() -> Response:
     """Create a stack with its stages."""
     return json_response(bootstrap.stack_service().create(_body()), 201)
 
 
-@app.route("/stacks", methods=["GET"])
+@app.route("/stacks", methods=["GET"], authorizer=IAM_AUTH)
 @maps_errors
 def list_stacks() -> Response:
     """A page of stacks."""
     return json_response(bootstrap.stack_service().list(_query("limit"), _query("next_token")))
 
 
-@app.route("/stacks/{stack_id}", methods=["GET"])
+@app.route("/stacks/{stack_id}", methods=["GET"], authorizer=IAM_AUTH)
 @maps_errors
 def get_stack(stack_id: str) -> Response:
     """One stack with its stages' state."""
     return json_response(bootstrap.stack_service().show(stack_id))
 
 
-@app.route("/stacks/{stack_id}", methods=["PATCH"])
+@app.route("/stacks/{stack_id}", methods=["PATCH"], authorizer=IAM_AUTH)
 @maps_errors
 def patch_stack(stack_id: str) -> Response:
     """Change a stack (``version`` required)."""
     return json_response(bootstrap.stack_service().patch(stack_id, _body()))
 
 
-@app.route("/stacks/{stack_id}", methods=["DELETE"])
+@app.route("/stacks/{stack_id}", methods=["DELETE"], authorizer=IAM_AUTH)
 @maps_errors
 def delete_stack(stack_id: str) -> Response:
     """Delete a stack."""
@@ -81,28 +84,28 @@ def delete_stack(stack_id: str) -> Response:
     return Response(body="", status_code=204)
 
 
-@app.route("/stacks/{stack_id}/stages", methods=["POST"])
+@app.route("/stacks/{stack_id}/stages", methods=["POST"], authorizer=IAM_AUTH)
 @maps_errors
 def add_stage(stack_id: str) -> Response:
     """Add a stage (``position`` optional, default last)."""
     return json_response(bootstrap.stack_service().add_stage(stack_id, _body()), 201)
 
 
-@app.route("/stacks/{stack_id}/stages/{stage}", methods=["PATCH"])
+@app.route("/stacks/{stack_id}/stages/{stage}", methods=["PATCH"], authorizer=IAM_AUTH)
 @maps_errors
 def update_stage(stack_id: str, stage: str) -> Response:
     """Change or move a stage."""
     return json_response(bootstrap.stack_service().update_stage(stack_id, stage, _body()))
 
 
-@app.route("/stacks/{stack_id}/stages/{stage}", methods=["DELETE"])
+@app.route("/stacks/{stack_id}/stages/{stage}", methods=["DELETE"], authorizer=IAM_AUTH)
 @maps_errors
 def remove_stage(stack_id: str, stage: str) -> Response:
     """Remove a stage (never the last)."""
     return json_response(bootstrap.stack_service().remove_stage(stack_id, stage, _optional_body()))
 
 
-@app.route("/stacks/{stack_id}/webhook/rotate", methods=["POST"])
+@app.route("/stacks/{stack_id}/webhook/rotate", methods=["POST"], authorizer=IAM_AUTH)
 @maps_errors
 def rotate_webhook_secret(stack_id: str) -> Response:
     """A new webhook secret, shown once; the previous one keeps working for an hour."""
@@ -138,7 +141,7 @@ def bitbucket_webhook(stack_id: str) -> Response:
     return _webhook("bitbucket", stack_id)
 
 
-@app.route("/stacks/{stack_id}/releases", methods=["POST"])
+@app.route("/stacks/{stack_id}/releases", methods=["POST"], authorizer=IAM_AUTH)
 @maps_errors
 def start_release(stack_id: str) -> Response:
     """Start a release of a ref or sha by hand (``Idempotency-Key`` makes retries safe)."""
@@ -147,7 +150,7 @@ def start_release(stack_id: str) -> Response:
     return json_response(outcome.body, outcome.status)
 
 
-@app.route("/stacks/{stack_id}/releases", methods=["GET"])
+@app.route("/stacks/{stack_id}/releases", methods=["GET"], authorizer=IAM_AUTH)
 @maps_errors
 def list_releases(stack_id: str) -> Response:
     """A stack's releases, newest first (``limit``, ``next_token``, ``status``, ``ref``)."""
@@ -158,7 +161,7 @@ def list_releases(stack_id: str) -> Response:
     )
 
 
-@app.route("/releases/{release_id}", methods=["GET"])
+@app.route("/releases/{release_id}", methods=["GET"], authorizer=IAM_AUTH)
 @maps_errors
 def get_release(release_id: str) -> Response:
     """One release with its build and each stage."""
@@ -193,7 +196,7 @@ def _actor() -> str:
     return str(identity.get("userArn") or identity.get("caller") or identity.get("user") or "local-user")
 
 
-@app.route("/releases/{release_id}/stages/{stage}/approve", methods=["POST"])
+@app.route("/releases/{release_id}/stages/{stage}/approve", methods=["POST"], authorizer=IAM_AUTH)
 @maps_errors
 def approve_stage(release_id: str, stage: str) -> Response:
     """Approve a stage waiting for approval (``{"comment": ...}`` optional)."""
@@ -201,7 +204,7 @@ def approve_stage(release_id: str, stage: str) -> Response:
     return json_response(decided)
 
 
-@app.route("/releases/{release_id}/stages/{stage}/reject", methods=["POST"])
+@app.route("/releases/{release_id}/stages/{stage}/reject", methods=["POST"], authorizer=IAM_AUTH)
 @maps_errors
 def reject_stage(release_id: str, stage: str) -> Response:
     """Reject a stage waiting for approval: the release fails at that stage."""
@@ -209,7 +212,7 @@ def reject_stage(release_id: str, stage: str) -> Response:
     return json_response(decided)
 
 
-@app.route("/releases/{release_id}/history", methods=["GET"])
+@app.route("/releases/{release_id}/history", methods=["GET"], authorizer=IAM_AUTH)
 @maps_errors
 def release_history(release_id: str) -> Response:
     """A timeline of the release's execution (``?raw=true`` for the Step Functions events)."""
@@ -217,7 +220,7 @@ def release_history(release_id: str) -> Response:
     return json_response(bootstrap.release_queries().history(release_id, raw))
 
 
-@app.route("/releases/{release_id}/build-log", methods=["GET"])
+@app.route("/releases/{release_id}/build-log", methods=["GET"], authorizer=IAM_AUTH)
 @maps_errors
 def release_build_log(release_id: str) -> Response:
     """The build log (local builder) or a pointer to it (CloudWatch Logs)."""

@@ -65,8 +65,13 @@ def new_commit(repo: Path, n: int) -> str:
 
 def push_and_wait(url: str, secret: str, sha: str, timeout: float = 120) -> tuple[float, dict[str, Any]]:
     """Seconds from the 202 to SUCCEEDED, and the release."""
-    payload = {"ref": "refs/heads/main", "before": "0" * 40, "after": sha, "repository": {"full_name": "acme/bench"},
-               "head_commit": {"id": sha, "message": "bench", "author": {"name": "bench"}}}
+    payload = {
+        "ref": "refs/heads/main",
+        "before": "0" * 40,
+        "after": sha,
+        "repository": {"full_name": "acme/bench"},
+        "head_commit": {"id": sha, "message": "bench", "author": {"name": "bench"}},
+    }
     body = json.dumps(payload).encode()
     status, accepted = http("POST", f"{url}/webhooks/github/bench", body, github_headers(secret, body))
     t0 = time.perf_counter()
@@ -86,11 +91,13 @@ def transitions_per_stage(aws_url: str, execution_arn: str) -> list[int]:
     """StateEntered events inside each Map iteration, in stage order."""
     import boto3
 
-    sfn = boto3.client("stepfunctions", endpoint_url=aws_url, region_name="us-east-1")
+    sfn: Any = boto3.client("stepfunctions", endpoint_url=aws_url, region_name="us-east-1")
     events: list[dict[str, Any]] = []
     token = None
     while True:
-        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        page = sfn.get_execution_history(
+            executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {})
+        )
         events += page["events"]
         token = page.get("nextToken")
         if not token:
@@ -115,8 +122,12 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, running_plane(pump=True) as plane:
         repo = make_repo(Path(tmp))
-        body = {"id": "bench", "name": "bench", "stages": [{"name": s, "parameters": {"Stage": s}} for s in STAGES],
-                "repository": {"provider": "github", "full_name": "acme/bench", "clone_url": str(repo)}}
+        body = {
+            "id": "bench",
+            "name": "bench",
+            "stages": [{"name": s, "parameters": {"Stage": s}} for s in STAGES],
+            "repository": {"provider": "github", "full_name": "acme/bench", "clone_url": str(repo)},
+        }
         status, created = http("POST", f"{plane.url}/stacks", body)
         assert status == 201, created
         secret = created["webhook"]["secret"]

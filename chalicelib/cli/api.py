@@ -82,17 +82,31 @@ Opener = Callable[..., Any]
 class Api:
     """JSON over HTTP to one control plane; every failure becomes a CliError."""
 
-    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT, opener: Opener | None = None) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = DEFAULT_TIMEOUT, opener: Opener | None = None, sign: bool | None = None
+    ) -> None:
+        from .sigv4 import region_from_url
+
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._open: Opener = opener or urllib.request.urlopen
+        # A deployed API (API Gateway, IAM authorizer) wants SigV4 from the caller's AWS credentials.
+        self.sign = sign if sign is not None else region_from_url(self.base_url) is not None
 
     def send(
         self, method: str, where: str, data: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> tuple[int, Any]:
         """One request; ``(status, parsed JSON body or None)``; raises ApiError on 4xx/5xx."""
         url = self.base_url + where
-        request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+        all_headers = dict(headers or {})
+        if self.sign and not where.startswith("/webhooks/"):
+            from .sigv4 import NoCredentialsError, signed_headers
+
+            try:
+                all_headers = signed_headers(method, url, data or b"", all_headers)
+            except (NoCredentialsError, ValueError) as exc:
+                raise CliError(f"cannot sign the request for {self.base_url}: {exc}", EXIT_CONNECTION) from None
+        request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
         try:
             with self._open(request, timeout=self.timeout) as response:
                 status, raw = int(response.status), response.read()

@@ -419,6 +419,12 @@ def build_parser() -> Parser:
     parser.add_argument("--url", default=None, help=f"control plane URL (default $STAGECOACH_URL or {DEFAULT_URL})")
     parser.add_argument("--json", action="store_true", default=False, help="print the API's JSON")
     parser.add_argument("--http-timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per HTTP request")
+    parser.add_argument(
+        "--sigv4",
+        action="store_true",
+        default=False,
+        help="sign requests with your AWS credentials (automatic for execute-api URLs; use it for custom domains)",
+    )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
     def command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -533,7 +539,7 @@ def main(
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
-    api = Api(resolve_url(args.url), timeout=args.http_timeout)
+    api = Api(resolve_url(args.url), timeout=args.http_timeout, sign=True if args.sigv4 else None)
     ctx = Context(args, api, out, err, stdin or sys.stdin)
     handler: Handler = args.handler
     try:

@@ -129,9 +129,7 @@ def test_manual_redeploy_of_same_sha_has_no_changes(client: Any, pump: Any, tmp_
     assert release(client, first["release_id"])["status"] == "SUCCEEDED"
 
 
-def test_two_releases_started_together_never_deploy_a_stage_at_once(
-    client: Any, pump: Any, tmp_path: Path
-) -> None:
+def test_two_releases_started_together_never_deploy_a_stage_at_once(client: Any, pump: Any, tmp_path: Path) -> None:
     from chalicelib.domain.clock import parse_iso
     from tests.e2e.pipeline_support import git
 

@@ -311,9 +311,7 @@ def test_bitbucket_server_add_and_update() -> None:
             "type": "UPDATE",
         },
     ]
-    delivery = parse_delivery(
-        "bitbucket", {"x-event-key": "repo:refs_changed"}, payload
-    )
+    delivery = parse_delivery("bitbucket", {"x-event-key": "repo:refs_changed"}, payload)
     assert [(p.ref, p.sha, p.deleted) for p in delivery.pushes] == [
         ("refs/tags/v1", sha, False),
         ("refs/heads/main", sha, False),
@@ -375,9 +373,7 @@ def test_delivery_ids() -> None:
         ("bitbucket", "repo:push", "bitbucket-cloud/repo-push.json", "push"),
     ],
 )
-def test_push_without_ref_or_sha_is_bad_request(
-    provider: str, event: str, name: str, drop: str
-) -> None:
+def test_push_without_ref_or_sha_is_bad_request(provider: str, event: str, name: str, drop: str) -> None:
     payload = _load(name)
     del payload[drop]
     with pytest.raises(BadRequestError):
@@ -437,9 +433,7 @@ def test_read_body_form_only_for_github() -> None:
         read_body("gitlab", "application/x-www-form-urlencoded", b"payload=%7B%7D")
 
 
-@pytest.mark.parametrize(
-    "body", [b"{not json", b"", b"   ", b"[1, 2]", b'"text"', b"\xff\xfe"]
-)
+@pytest.mark.parametrize("body", [b"{not json", b"", b"   ", b"[1, 2]", b'"text"', b"\xff\xfe"])
 def test_read_body_bad_json(body: bytes) -> None:
     with pytest.raises(BadRequestError):
         read_body("github", "application/json", body)
@@ -478,9 +472,7 @@ def test_github_signature_tampered_body() -> None:
 
 def test_github_signature_legacy_sha1_only_is_rejected() -> None:
     sha1 = "sha1=" + hmac.new(b"s3cret", BODY, hashlib.sha1).hexdigest()
-    assert (
-        verify_signature("github", {"x-hub-signature": sha1}, BODY, ["s3cret"]) is False
-    )
+    assert verify_signature("github", {"x-hub-signature": sha1}, BODY, ["s3cret"]) is False
     # Even a sha256 value in the legacy header is not GitHub's contract.
     legacy = {"x-hub-signature": _sign("s3cret", BODY)}
     assert verify_signature("github", legacy, BODY, ["s3cret"]) is False
@@ -490,10 +482,7 @@ def test_github_signature_missing_header_or_no_secret() -> None:
     assert verify_signature("github", {}, BODY, ["s3cret"]) is False
     headers = {"x-hub-signature-256": _sign("s3cret", BODY)}
     assert verify_signature("github", headers, BODY, []) is False
-    assert (
-        verify_signature("github", {"x-hub-signature-256": "sha256="}, BODY, [""])
-        is False
-    )
+    assert verify_signature("github", {"x-hub-signature-256": "sha256="}, BODY, [""]) is False
 
 
 def test_github_signature_rotation_second_secret() -> None:
@@ -513,9 +502,7 @@ def test_gitlab_token() -> None:
     ok = {"x-gitlab-token": "tok"}
     assert verify_signature("gitlab", ok, body, ["tok"]) is True
     assert verify_signature("gitlab", ok, body, ["new", "tok"]) is True
-    assert (
-        verify_signature("gitlab", {"x-gitlab-token": "nope"}, body, ["tok"]) is False
-    )
+    assert verify_signature("gitlab", {"x-gitlab-token": "nope"}, body, ["tok"]) is False
     assert verify_signature("gitlab", {}, body, ["tok"]) is False
     assert verify_signature("gitlab", {"x-gitlab-token": "tok"}, body, []) is False
 
@@ -574,9 +561,7 @@ def test_bitbucket_signature(name: str) -> None:
         ("refs/heads/x[", ["x["], [], True),
     ],
 )
-def test_ref_matches(
-    ref: str, branches: list[str], tags: list[str], expected: bool
-) -> None:
+def test_ref_matches(ref: str, branches: list[str], tags: list[str], expected: bool) -> None:
     assert ref_matches(ref, branches, tags) is expected
 
 
@@ -632,10 +617,7 @@ def test_execution_name_is_always_valid() -> None:
 def test_execution_name_unique_per_release() -> None:
     ref = "refs/heads/" + "feature/" * 20 + "x"
     stack = "s" * 100
-    names = {
-        execution_name(stack, ref, SHA, f"r01JDXZ8R6Y4N3KQ7W2M5P{i:04d}")
-        for i in range(200)
-    }
+    names = {execution_name(stack, ref, SHA, f"r01JDXZ8R6Y4N3KQ7W2M5P{i:04d}") for i in range(200)}
     assert len(names) == 200
     a = execution_name("hello", "refs/heads/main", SHA, "r" + "A" * 25 + "B")
     b = execution_name("hello", "refs/heads/main", SHA, "r" + "A" * 25 + "C")

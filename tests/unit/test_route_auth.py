@@ -1,0 +1,21 @@
+"""Every route needs SigV4 (IAM authorizer) on AWS except /health and the signed webhooks."""
+
+from __future__ import annotations
+
+from chalice.app import IAMAuthorizer
+
+from app import app
+
+OPEN = ("/health", "/webhooks/github/{stack_id}", "/webhooks/gitlab/{stack_id}", "/webhooks/bitbucket/{stack_id}")
+
+
+def test_every_api_route_has_the_iam_authorizer_and_only_webhooks_and_health_are_open() -> None:
+    seen = 0
+    for path, methods in app.routes.items():
+        for method, entry in methods.items():
+            seen += 1
+            if path in OPEN:
+                assert entry.authorizer is None, f"{method} {path} must stay open"
+            else:
+                assert isinstance(entry.authorizer, IAMAuthorizer), f"{method} {path} has no IAM authorizer"
+    assert seen >= 20

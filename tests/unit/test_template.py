@@ -1,0 +1,237 @@
+"""The AWS template: `chalice package` + deploy/template.yaml, validated offline.
+
+The package is generated once per module with the real ``chalice package`` command.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.local.resources import placeholders, substitutions, table_definition
+from deploy import checks
+
+FUNCTIONS = ("APIHandler", "BuildWorker", "BuildStateChanged", "SweepPendingReleases")
+# Settings that only the embedded mode uses (chalicelib/settings.py reads them too).
+LOCAL_ONLY_SETTINGS = {"STAGECOACH_LOCAL_EVENTS_QUEUE_URL"}
+# Settings whose defaults are right on AWS (Lambda sets AWS_REGION itself).
+DEFAULTED_SETTINGS = {"STAGECOACH_BUILD_TIMEOUT_SECONDS"}
+# cfn-lint findings we accept, by rule id (none today: keep each with its reason).
+IGNORED_LINT_RULES: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """(out dir, template) of `chalice package --stage prod --merge-template deploy/template.yaml`."""
+    base = tmp_path_factory.mktemp("package")
+    # out/ sits next to statemachines/ as in the repository, so ../statemachines resolves the same.
+    (base / "statemachines").symlink_to(checks.ROOT / "statemachines", target_is_directory=True)
+    path = checks.package(base / "out")
+    return path.parent, checks.load_template(path)
+
+
+@pytest.fixture(scope="module")
+def sam(packaged: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
+    return packaged[1]
+
+
+@pytest.fixture(scope="module")
+def cfn(packaged: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
+    """The CloudFormation that `aws cloudformation package` + the SAM transform make of it."""
+    outdir, template = packaged
+    return checks.sam_transform(checks.simulate_cloudformation_package(template, outdir))
+
+
+@pytest.fixture(scope="module")
+def asl_text() -> str:
+    return checks.ASL.read_text()
+
+
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _errors(matches: list[Any]) -> list[str]:
+    return [str(m) for m in matches if m.rule.id.startswith("E") and m.rule.id not in IGNORED_LINT_RULES]
+
+
+# ------------------------------------------------------------------ lint and transform
+
+
+def test_packaged_sam_template_passes_cfn_lint(sam: dict[str, Any]) -> None:
+    assert _errors(checks.cfn_lint(sam)) == []
+
+
+def test_transformed_template_passes_cfn_lint(cfn: dict[str, Any]) -> None:
+    matches = checks.cfn_lint(cfn)
+    assert _errors(matches) == []
+    warnings = [str(m) for m in matches if m.rule.id.startswith("W") and m.rule.id not in IGNORED_LINT_RULES]
+    assert warnings == []
+
+
+def test_sam_transform_yields_the_functions_and_state_machine(cfn: dict[str, Any]) -> None:
+    assert "Transform" not in cfn
+    functions = _resources(cfn, "AWS::Lambda::Function")
+    assert set(FUNCTIONS) <= set(functions)
+    machines = _resources(cfn, "AWS::StepFunctions::StateMachine")
+    assert list(machines) == ["ReleaseStateMachine"]
+    props = machines["ReleaseStateMachine"]["Properties"]
+    assert props["DefinitionS3Location"]["Key"].endswith("release.asl.json")
+
+
+# ------------------------------------------------------------------ the state machine
+
+
+def test_state_machine_definition_is_the_repository_file(sam: dict[str, Any]) -> None:
+    uri = sam["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionUri"]
+    assert isinstance(uri, str), "DefinitionUri must be a local path that `cloudformation package` uploads"
+    # Relative to out/sam.yaml, where `make package` writes it.
+    assert (checks.PACKAGE_DIR / uri).resolve() == checks.ASL.resolve()
+    assert not list((checks.ROOT / "deploy").rglob("*.asl.json")), "no copy of the definition in deploy/"
+
+
+def test_every_placeholder_has_a_substitution_and_no_more(sam: dict[str, Any], asl_text: str) -> None:
+    subs = sam["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert set(subs) == placeholders(asl_text)
+
+
+def test_substitutions_refer_to_template_resources(sam: dict[str, Any]) -> None:
+    subs = sam["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    pseudo = {"AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::URLSuffix", "AWS::StackName"}
+    for name, value in subs.items():
+        assert isinstance(value, dict) and set(value) <= {"Ref", "Fn::GetAtt", "Fn::Sub"}, name
+        refs = checks.references(value)
+        assert refs, f"{name} refers to nothing"
+        for ref in refs:
+            assert ref in sam["Resources"] or ref in pseudo, f"{name} refers to unknown {ref}"
+
+
+def test_local_and_aws_substitute_the_same_names(sam: dict[str, Any]) -> None:
+    subs = sam["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert set(subs) == set(substitutions("us-east-1", "t", "q", "b"))
+
+
+def test_rendered_definition_is_valid_json(sam: dict[str, Any], asl_text: str) -> None:
+    subs = sam["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    rendered = re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: f"value-of-{m.group(1)}", asl_text)
+    assert set(subs) >= set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", asl_text))
+    json.loads(rendered)
+
+
+def test_table_substitution_is_the_table(sam: dict[str, Any]) -> None:
+    subs = sam["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert subs.get("TableName") == {"Ref": "StagecoachTable"}
+    assert subs.get("BuildQueueUrl") == {"Ref": "BuildQueue"}
+    assert subs.get("ArtifactBucket") == {"Ref": "ArtifactBucket"}
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_table_schema_matches_the_embedded_mode(sam: dict[str, Any]) -> None:
+    props = sam["Resources"]["StagecoachTable"]["Properties"]
+    local = table_definition("ignored")
+    del local["TableName"]
+    for key, value in local.items():
+        assert _canonical(props[key]) == _canonical(value), key
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert "TableName" not in props  # the name comes from the stack; the Lambdas get it by Ref
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, list):
+        return sorted((_canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
+def test_artifact_bucket_is_private_encrypted_versioned_and_expires(sam: dict[str, Any]) -> None:
+    props = sam["Resources"]["ArtifactBucket"]["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    rules = props["LifecycleConfiguration"]["Rules"]
+    assert any(r["Status"] == "Enabled" and "ExpirationInDays" in r for r in rules)
+
+
+def test_build_queue_is_the_one_chalice_listens_to(sam: dict[str, Any]) -> None:
+    import app
+
+    queue = sam["Resources"]["BuildQueue"]["Properties"]
+    assert queue["QueueName"] == app.BUILD_QUEUE
+    source = sam["Resources"]["BuildWorker"]["Properties"]["Events"]["BuildWorkerSqsEventSource"]
+    assert source["Properties"]["Queue"]["Fn::Sub"].endswith(f":{queue['QueueName']}")
+
+
+def test_build_queue_has_a_dead_letter_queue_and_outlasts_the_worker(sam: dict[str, Any]) -> None:
+    queue = sam["Resources"]["BuildQueue"]["Properties"]
+    worker_timeout = sam["Resources"]["BuildWorker"]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= worker_timeout
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["BuildDeadLetterQueue", "Arn"]}
+    assert 1 <= redrive["maxReceiveCount"] <= 10
+
+
+def test_codebuild_project(sam: dict[str, Any]) -> None:
+    props = sam["Resources"]["BuildProject"]["Properties"]
+    assert props["Source"]["Type"] in ("NO_SOURCE", "GITHUB")
+    assert props["Environment"]["Image"] == "aws/codebuild/standard:7.0"
+    assert props["Artifacts"]["Type"] == "S3"
+    assert props["Artifacts"]["Location"] == {"Ref": "ArtifactBucket"}
+    assert props["ServiceRole"] == {"Fn::GetAtt": ["BuildProjectRole", "Arn"]}
+    # The project may run as long as the state machine waits for a build (3600 s by default).
+    assert props["TimeoutInMinutes"] * 60 >= 3600
+
+
+# ------------------------------------------------------------------ the functions
+
+
+def _settings_read() -> set[str]:
+    source = (checks.ROOT / "chalicelib" / "settings.py").read_text()
+    return set(re.findall(r"env\.get\(\s*\"(STAGECOACH_[A-Z_]+)\"", source))
+
+
+EXPECTED_ENVIRONMENT = {
+    "STAGECOACH_TABLE": {"Ref": "StagecoachTable"},
+    "STAGECOACH_STATE_MACHINE_ARN": {"Ref": "ReleaseStateMachine"},
+    "STAGECOACH_BUILD_QUEUE_URL": {"Ref": "BuildQueue"},
+    "STAGECOACH_ARTIFACT_BUCKET": {"Ref": "ArtifactBucket"},
+    "STAGECOACH_CODEBUILD_PROJECT": {"Ref": "BuildProject"},
+    "STAGECOACH_DEFAULT_CFN_ROLE_ARN": {"Fn::GetAtt": ["StageDeployRole", "Arn"]},
+    "STAGECOACH_BUILDER": "codebuild",
+    "STAGECOACH_POLL_SECONDS": "10",
+}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_environment(sam: dict[str, Any], function: str) -> None:
+    variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
+    for name, value in EXPECTED_ENVIRONMENT.items():
+        assert variables.get(name) == value, name
+    missing = _settings_read() - LOCAL_ONLY_SETTINGS - DEFAULTED_SETTINGS - set(variables)
+    assert not missing, f"{function} lacks settings the app reads: {sorted(missing)}"
+    assert not (LOCAL_ONLY_SETTINGS & set(variables))
+
+
+def test_chalice_resource_names(sam: dict[str, Any]) -> None:
+    """deploy/template.yaml merges into these names; a rename in Chalice would silently add new ones."""
+    functions = _resources(sam, "AWS::Serverless::Function")
+    assert set(functions) == set(FUNCTIONS)
+    for name, function in functions.items():
+        assert "CodeUri" in function["Properties"], f"{name} exists only in deploy/template.yaml"
+
+
+def test_outputs(sam: dict[str, Any]) -> None:
+    outputs = sam["Outputs"]
+    for name in ("ApiUrl", "GitHubWebhookUrl", "GitHubWebhookSetup", "DefaultCloudFormationRoleArn"):
+        assert name in outputs
+    assert "RestAPI" in checks.references(outputs["ApiUrl"]["Value"])
+    assert outputs["GitHubWebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/github/{stack_id}")
