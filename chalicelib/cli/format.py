@@ -244,7 +244,7 @@ def failure_line(release: Mapping[str, Any]) -> str:
     if error:
         parts.append(str(error))
     if cause:
-        parts.append(truncate(cause, 200))
+        parts.append(str(cause))  # the whole cause: the end of a build log tail is what matters
     return ": ".join(parts)
 
 
