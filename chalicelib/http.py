@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -95,7 +96,7 @@ def http_middleware(logger: Callable[[], Any]) -> Callable[[Request, Callable[[R
     def middleware(request: Request, get_response: Callable[[Request], Response]) -> Response:
         started = time.perf_counter()
         context = request.context or {}
-        request_id = context.get("requestId") or request.headers.get("x-request-id") or ""
+        request_id = context.get("requestId") or request.headers.get("x-request-id") or str(uuid.uuid4())
         path = context.get("resourcePath", request.path)
         raw = request.raw_body or b""
         limit = _limit_for(request.path)
@@ -105,13 +106,14 @@ def http_middleware(logger: Callable[[], Any]) -> Callable[[Request, Callable[[R
             )
         else:
             response = _normalise_framework_error(get_response(request))
+        response.headers["X-Request-Id"] = request_id
         log = logger()
         log.set_correlation_id(request_id)
         log.info(
             "request",
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": context.get("path") or request.path,
                 "route": path,
                 "status": response.status_code,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),

@@ -34,6 +34,18 @@ def test_health(client: Any) -> None:
     response = client.http.get("/health")
     assert response.status_code == 200
     assert response.json_body["status"] == "ok"
+    assert len(response.headers["X-Request-Id"]) >= 16
+
+
+def test_one_json_log_line_per_request(client: Any, capsys: Any) -> None:
+    capsys.readouterr()
+    response = client.http.get("/stacks/nope", headers={"X-Request-Id": "req-123"})
+    assert response.headers["X-Request-Id"] == "req-123"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    [line] = [entry for entry in lines if entry.get("message") == "request"]
+    assert (line["method"], line["path"], line["status"], line["request_id"]) == ("GET", "/stacks/nope", 404, "req-123")
+    assert line["correlation_id"] == "req-123"
+    assert line["latency_ms"] >= 0
 
 
 def test_create_get_list_delete(client: Any, aws: Any) -> None:
