@@ -37,11 +37,23 @@ def test_health(client: Any) -> None:
     assert len(response.headers["X-Request-Id"]) >= 16
 
 
-def test_one_json_log_line_per_request(client: Any, capsys: Any) -> None:
-    capsys.readouterr()
-    response = client.http.get("/stacks/nope", headers={"X-Request-Id": "req-123"})
+def test_one_json_log_line_per_request(client: Any) -> None:
+    import logging
+
+    from chalicelib import bootstrap
+
+    logger = bootstrap.logger()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    handler.setFormatter(logger.registered_formatter)
+    logging.getLogger("stagecoach").addHandler(handler)
+    try:
+        response = client.http.get("/stacks/nope", headers={"X-Request-Id": "req-123"})
+    finally:
+        logging.getLogger("stagecoach").removeHandler(handler)
     assert response.headers["X-Request-Id"] == "req-123"
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [json.loads(handler.format(r)) for r in records]
     [line] = [entry for entry in lines if entry.get("message") == "request"]
     assert (line["method"], line["path"], line["status"], line["request_id"]) == ("GET", "/stacks/nope", 404, "req-123")
     assert line["correlation_id"] == "req-123"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.history import StepFunctionsHistory
 from chalicelib.domain.history import build_timeline
 
-T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
 
 def ev(n: int, kind: str, name: str | None = None, **details: Any) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def test_timeline_has_one_entry_per_state_with_stage_outcome_and_duration() -> N
 class PagedClient:
     """A Step Functions client stand-in that serves history in pages of ``size`` with tokens."""
 
-    class exceptions:  # noqa: N801 - the shape boto3 clients have
+    class exceptions:
         class ExecutionDoesNotExist(Exception):
             pass
 
