@@ -25,14 +25,34 @@ def plane() -> Iterator[Any]:
 def cli(plane: Any, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chalicelib.cli", "--url", plane.url, *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def create(plane: Any, stack_id: str, repo: Path, approval: bool) -> None:
     prod = "prod:approval" if approval else "prod"
-    result = cli(plane, "stacks", "create", "--id", stack_id, "--name", stack_id, "--repo", "acme/hello",
-                 "--provider", "github", "--clone-url", str(repo), "--stage", "dev", "--stage", prod)
+    result = cli(
+        plane,
+        "stacks",
+        "create",
+        "--id",
+        stack_id,
+        "--name",
+        stack_id,
+        "--repo",
+        "acme/hello",
+        "--provider",
+        "github",
+        "--clone-url",
+        str(repo),
+        "--stage",
+        "dev",
+        "--stage",
+        prod,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -64,7 +84,10 @@ def test_watch_hints_approval_then_exits_1_on_rejection(plane: Any, tmp_path: Pa
     release_id = json.loads(deployed.stdout)["release_id"]
     watcher = subprocess.Popen(
         [sys.executable, "-m", "chalicelib.cli", "--url", plane.url, "watch", release_id, "--timeout", "150"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     import time
 
