@@ -165,18 +165,7 @@ def approval_service() -> Any:
 
 
 def reset() -> None:
-    """Forget every cached setting, client and service."""
-    for cached in (
-        settings,
-        client,
-        _bound_models,
-        stack_repository,
-        release_repository,
-        secret_store,
-        executions,
-        stack_service,
-        release_starter,
-        logger,
-        release_queries,
-    ):
-        cached.cache_clear()
+    """Forget every cached setting, client and service (every ``lru_cache`` factory of this module)."""
+    for value in list(globals().values()):
+        if callable(value) and hasattr(value, "cache_clear"):
+            value.cache_clear()

@@ -86,6 +86,15 @@ class LocalCodeBuild:
         return build_id
 
     def _build(self, build_id: str, request: BuildRequest) -> None:
+        try:
+            self._build_and_announce(build_id, request)
+        except Exception:  # nothing else would notice: the release would wait for its build timeout
+            log.exception("local build %s could not be completed or announced", build_id)
+            raise
+        finally:
+            self.running.pop(build_id, None)
+
+    def _build_and_announce(self, build_id: str, request: BuildRequest) -> None:
         prefix = request.artifact_prefix
 
         def upload(relative: str, content: bytes) -> None:
@@ -114,4 +123,3 @@ class LocalCodeBuild:
         )
         event = state_change_event(request, result, self._bucket, self._region)
         self._sqs.send_message(QueueUrl=self._events_queue_url, MessageBody=json.dumps(event))
-        self.running.pop(build_id, None)

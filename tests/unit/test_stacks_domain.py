@@ -175,3 +175,13 @@ def test_service_paginates() -> None:
 def test_limit_bounds(raw: str) -> None:
     with pytest.raises(ValidationError):
         parse_limit(raw)
+
+
+def test_bootstrap_reset_forgets_every_cached_factory() -> None:
+    from chalicelib import bootstrap
+
+    factories = [v for v in vars(bootstrap).values() if callable(v) and hasattr(v, "cache_clear")]
+    assert len(factories) >= 10
+    bootstrap.settings()
+    bootstrap.reset()
+    assert all(f.cache_info().currsize == 0 for f in factories)
