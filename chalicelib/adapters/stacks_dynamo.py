@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError
@@ -22,9 +24,15 @@ def stack_pk(stack_id: str) -> str:
     return f"STACK#{stack_id}"
 
 
-def _conditional_failed(exc: Exception) -> bool:
-    cause = getattr(exc, "cause_response_code", None)
-    return cause in ("ConditionalCheckFailedException", "TransactionCanceledException")
+@contextmanager
+def _conflict_on_condition(message: str) -> Iterator[None]:
+    """Turn a failed DynamoDB condition into a ConflictError with ``message``."""
+    try:
+        yield
+    except (PutError, DeleteError) as exc:
+        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+            raise ConflictError(message) from exc
+        raise
 
 
 def to_model(stack: Stack) -> StackModel:
@@ -104,34 +112,22 @@ class DynamoStackRepository:
     def create(self, stack: Stack) -> None:
         """Store a new stack; ConflictError if the id is taken."""
         item = to_model(stack)
-        try:
+        with _conflict_on_condition(f"stack {stack.id!r} already exists"):
             item.save(condition=StackModel.pk.does_not_exist())
-        except PutError as exc:
-            if _conditional_failed(exc):
-                raise ConflictError(f"stack {stack.id!r} already exists") from exc
-            raise
 
     def save(self, stack: Stack, expected_version: int) -> None:
         """Replace the stack if it is still at ``expected_version``."""
         item = to_model(stack)
         item.version = expected_version
-        try:
+        with _conflict_on_condition(f"stack {stack.id!r} was changed by someone else; read it again and retry"):
             item.save()
-        except PutError as exc:
-            if _conditional_failed(exc):
-                raise ConflictError(f"stack {stack.id!r} was changed by someone else; read it again and retry") from exc
-            raise
 
     def delete(self, stack_id: str, expected_version: int) -> None:
         """Delete the stack (version-checked) and then its stage states."""
         item = StackModel(pk=stack_pk(stack_id), sk=STACK_SK)
         item.version = expected_version
-        try:
+        with _conflict_on_condition(f"stack {stack_id!r} was changed by someone else; read it again and retry"):
             item.delete()
-        except DeleteError as exc:
-            if _conditional_failed(exc):
-                raise ConflictError(f"stack {stack_id!r} was changed by someone else; retry") from exc
-            raise
         with StageStateModel.batch_write() as batch:
             for state in StageStateModel.query(stack_pk(stack_id), StageStateModel.sk.startswith("STAGE#")):
                 batch.delete(state)
