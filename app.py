@@ -10,7 +10,7 @@ from chalicelib import bootstrap
 from chalicelib.http import http_middleware, json_response, maps_errors, parse_json
 
 app = Chalice(app_name="stagecoach", configure_logs=False)
-app.register_middleware(http_middleware(bootstrap.logger), "http")
+app.register_middleware(http_middleware(bootstrap.logger, bootstrap.flush_metrics), "http")
 # Every route but /health and the webhooks (whose signature is their auth) needs SigV4 on AWS.
 # chalice local and chalice.test let requests through: the embedded mode has no AWS identities.
 IAM_AUTH = IAMAuthorizer()
@@ -171,7 +171,10 @@ def get_release(release_id: str) -> Response:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep_pending_releases(event: CloudWatchEvent) -> dict[str, Any]:
     """Start releases whose StartExecution failed (still PENDING after a minute)."""
-    return {"started": bootstrap.release_starter().sweep()}
+    try:
+        return {"started": bootstrap.release_starter().sweep()}
+    finally:
+        bootstrap.flush_metrics()
 
 
 BUILD_QUEUE = "stagecoach-builds"
@@ -180,14 +183,20 @@ BUILD_QUEUE = "stagecoach-builds"
 @app.on_sqs_message(queue=BUILD_QUEUE, batch_size=1)
 def build_worker(event: SQSEvent) -> None:
     """Start the build a release's state machine asked for."""
-    for record in event:
-        bootstrap.build_service().start(record.body)
+    try:
+        for record in event:
+            bootstrap.build_service().start(record.body)
+    finally:
+        bootstrap.flush_metrics()
 
 
 @app.on_cw_event({"source": ["aws.codebuild"], "detail-type": ["CodeBuild Build State Change"]})
 def build_state_changed(event: CloudWatchEvent) -> str:
     """A build ended: complete the release's build task with its template or its failure."""
-    return str(bootstrap.build_service().finish(event.detail))
+    try:
+        return str(bootstrap.build_service().finish(event.detail))
+    finally:
+        bootstrap.flush_metrics()
 
 
 def _actor() -> str:

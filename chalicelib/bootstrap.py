@@ -96,7 +96,14 @@ def release_starter() -> Any:
     from chalicelib.services.releases import ReleaseStarter
 
     return ReleaseStarter(
-        stack_repository(), release_repository(), executions(), secret_store(), pipeline_config, now_iso, new_id
+        stack_repository(),
+        release_repository(),
+        executions(),
+        secret_store(),
+        pipeline_config,
+        now_iso,
+        new_id,
+        metrics(),
     )
 
 
@@ -151,6 +158,7 @@ def build_service() -> Any:
         lambda: settings().artifact_bucket,
         lambda: settings().region,
         now_iso,
+        metrics(),
     )
 
 
@@ -162,6 +170,20 @@ def approval_service() -> Any:
 
     repository = release_repository()
     return ApprovalService(repository, repository, StepFunctionsCallbacks(lambda: client("stepfunctions")), now_iso)
+
+
+@functools.cache
+def metrics() -> Any:
+    """Business metrics of this invocation."""
+    from chalicelib.adapters.metrics import PowertoolsMetrics
+
+    return PowertoolsMetrics()
+
+
+def flush_metrics() -> None:
+    """Publish what this invocation counted (nothing to do if no metric was ever counted)."""
+    if metrics.cache_info().currsize:
+        metrics().flush()
 
 
 def reset() -> None:

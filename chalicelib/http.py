@@ -90,8 +90,10 @@ def _normalise_framework_error(response: Response) -> Response:
     return response
 
 
-def http_middleware(logger: Callable[[], Any]) -> Callable[[Request, Callable[[Request], Response]], Response]:
-    """Body limits, error shape and one JSON log line per request."""
+def http_middleware(
+    logger: Callable[[], Any], flush_metrics: Callable[[], None]
+) -> Callable[[Request, Callable[[Request], Response]], Response]:
+    """Body limits, error shape, one JSON log line and the metrics of each request."""
 
     def middleware(request: Request, get_response: Callable[[Request], Response]) -> Response:
         started = time.perf_counter()
@@ -120,6 +122,7 @@ def http_middleware(logger: Callable[[], Any]) -> Callable[[Request, Callable[[R
                 "request_id": request_id,
             },
         )
+        flush_metrics()
         return response
 
     return middleware

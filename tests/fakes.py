@@ -187,3 +187,13 @@ class NoApprovals:
 
     def awaiting_approval(self, stack_id: str) -> dict[str, str]:
         return {}
+
+
+class CountingMetrics:
+    """Metrics port that keeps the counters."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def count(self, name: str, value: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + value

@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib.domain.builds import BuildOutcome, failure_cause, parse_build_event, parse_build_request, template_url
 
-from .ports import Builder, BuildRecords, TaskCallbacks
+from .ports import Builder, BuildRecords, Metrics, TaskCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ class BuildService:
         artifact_bucket: Callable[[], str],
         region: Callable[[], str],
         clock: Callable[[], str],
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._builder = builder
         self._records = records
         self._callbacks = callbacks
@@ -44,7 +46,9 @@ class BuildService:
                 request.release_id, {"status": "FAILED", "failed_phase": "SUBMITTED", "ended_at": self._clock()}
             )
             self._callbacks.fail(request.task_token, "BuildNotStarted", f"the build could not be started: {exc}")
+            self._metrics.count("BuildNotStarted")
             return ""
+        self._metrics.count("BuildStarted")
         self._records.record_build(
             request.release_id, {"build_id": build_id, "status": "IN_PROGRESS", "started_at": self._clock()}
         )
@@ -75,10 +79,12 @@ class BuildService:
                     "resolved_sha": outcome.resolved_sha or "",
                 },
             )
+            self._metrics.count("BuildSucceeded")
             return "succeeded"
         cause = failure_cause(outcome)
         self._records.record_build(outcome.release_id, {**details, "cause": cause})
         self._callbacks.fail(token, "BuildFailed", cause)
+        self._metrics.count("BuildFailed")
         return "failed"
 
     def _details(self, outcome: BuildOutcome) -> dict[str, Any]:

@@ -156,3 +156,10 @@ class ApprovalLookup(Protocol):
 
     def awaiting_approval(self, stack_id: str) -> dict[str, str]:
         """Stage name → release id."""
+
+
+class Metrics(Protocol):
+    """Business metrics (CloudWatch embedded metric format on AWS)."""
+
+    def count(self, name: str, value: int = 1) -> None:
+        """Add ``value`` to the counter ``name`` for this invocation."""

@@ -21,7 +21,7 @@ from chalicelib.domain.releases import (
 )
 from chalicelib.domain.stacks import Stack
 
-from .ports import Executions, ReleaseRepository, SecretStore, StackRepository
+from .ports import Executions, Metrics, ReleaseRepository, SecretStore, StackRepository
 
 log = logging.getLogger(__name__)
 SWEEP_AGE = timedelta(minutes=1)
@@ -47,6 +47,7 @@ class ReleaseStarter:
         config: Callable[[], PipelineConfig],
         clock: Callable[[], str],
         new_id: Callable[[], str],
+        metrics: Metrics,
     ) -> None:
         self._stacks = stacks
         self._releases = releases
@@ -55,6 +56,7 @@ class ReleaseStarter:
         self._config = config
         self._clock = clock
         self._new_id = new_id
+        self._metrics = metrics
 
     # ------------------------------------------------------------------ webhooks
 
@@ -71,6 +73,7 @@ class ReleaseStarter:
             self._stacks.mark_hook_verified(stack_id, self._clock())
             return Outcome(200, {"ok": True, "hook_verified": True})
         if delivery.kind != "push":
+            self._metrics.count("WebhookIgnored")
             return Outcome(202, {"ignored": f"event {delivery.event!r} does not start releases"})
         results = []
         reasons = []
@@ -84,6 +87,7 @@ class ReleaseStarter:
                 keys.append(delivery_key(delivery.provider, delivery.delivery_id, push.ref))
             results.append(self._create_and_start(stack, keys, push=push))
         if not results:
+            self._metrics.count("WebhookIgnored")
             return Outcome(202, {"ignored": "; ".join(reasons) or "no ref changes in the delivery"})
         return _combine(results)
 
@@ -93,6 +97,7 @@ class ReleaseStarter:
         # A cached secret must never make a freshly rotated one fail: read again once.
         if webhooks.verify_signature(provider, headers, body, self._secrets.secrets(stack_id, fresh=True)):
             return
+        self._metrics.count("WebhookUnauthorized")
         raise UnauthorizedError("the webhook signature or token is missing or does not match this stack's secret")
 
     @staticmethod
@@ -124,7 +129,9 @@ class ReleaseStarter:
         release = new_release(stack, self._new_id(), self._clock(), self._config(), push=push, ref=ref, sha=sha)
         existing_id = self._releases.record(release, keys)
         if existing_id is None:
+            self._metrics.count("ReleaseCreated")
             return Outcome(202, self._start(release))
+        self._metrics.count("DuplicateDelivery")
         existing = self._releases.get(existing_id)
         if existing is None:  # the key outlived its release (TTL): nothing to resume
             return Outcome(200, {"release_id": existing_id, "status": "UNKNOWN", "duplicate": True})
@@ -136,6 +143,7 @@ class ReleaseStarter:
         try:
             self._executions.start(release.execution_name, release.input_json)
         except Exception:
+            self._metrics.count("ExecutionStartFailed")
             log.exception("StartExecution failed; release %s stays PENDING for the sweeper", release.id)
         return _summary(release)
 
@@ -148,6 +156,8 @@ class ReleaseStarter:
             if release is not None and release.status == "PENDING":
                 self._start(release)
                 started.append(release_id)
+        if started:
+            self._metrics.count("PendingReleasesSwept", len(started))
         return started
 
 

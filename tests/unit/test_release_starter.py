@@ -12,6 +12,7 @@ from chalicelib.domain.releases import PipelineConfig
 from chalicelib.domain.stacks import parse_new_stack
 from chalicelib.services.releases import ReleaseStarter
 from tests.fakes import (
+    CountingMetrics,
     FixedClock,
     Ids,
     InMemoryReleaseRepository,
@@ -35,8 +36,9 @@ class World:
         self.executions = RecordingExecutions(fail_next)
         self.secrets = InMemorySecretStore()
         self.clock = clock or FixedClock(NOW)
+        self.metrics = CountingMetrics()
         self.starter = ReleaseStarter(
-            self.stacks, self.releases, self.executions, self.secrets, lambda: CONFIG, self.clock, Ids()
+            self.stacks, self.releases, self.executions, self.secrets, lambda: CONFIG, self.clock, Ids(), self.metrics
         )
         stack = parse_new_stack(stack_body(branches=["main", "release/**"], tags=["v*"]), NOW)
         self.stacks.create(stack)
@@ -74,6 +76,7 @@ def test_same_delivery_or_same_commit_is_one_release() -> None:
     assert again.body["release_id"] == other_id.body["release_id"] == first.body["release_id"]
     assert len(world.releases.releases) == 1
     assert len(world.executions.started) == 1
+    assert world.metrics.counts == {"ReleaseCreated": 1, "DuplicateDelivery": 2}
 
 
 @pytest.mark.parametrize(
@@ -92,6 +95,7 @@ def test_irrelevant_pushes_are_ignored_and_write_nothing(payload: dict[str, Any]
     assert reason in outcome.body["ignored"]
     assert world.releases.releases == {}
     assert world.executions.calls == 0
+    assert world.metrics.counts == {"WebhookIgnored": 1}
 
 
 def test_tags_and_nested_branches_match_globs() -> None:
@@ -106,6 +110,7 @@ def test_bad_signature_is_401_and_nothing_written() -> None:
     with pytest.raises(UnauthorizedError):
         world.push(github_push(), secret="wrong")
     assert world.releases.releases == {}
+    assert world.metrics.counts == {"WebhookUnauthorized": 1}
 
 
 def test_unknown_stack_is_404() -> None:
