@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.domain.errors import ValidationError
+from .errors import ValidationError
 
 PHASE_ORDER: tuple[str, ...] = ("install", "pre_build", "build", "post_build")
 ON_FAILURE_VALUES: tuple[str, ...] = ("ABORT", "CONTINUE")

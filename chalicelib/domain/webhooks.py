@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
-from chalicelib.domain.errors import BadRequestError, UnsupportedMediaTypeError
+from .errors import BadRequestError, UnsupportedMediaTypeError
 
 __all__ = [
     "PROVIDERS",

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
-
+from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from .ports import ApprovalRecords, ReleaseRepository, TaskCallbacks
 
 MAX_COMMENT = 2000

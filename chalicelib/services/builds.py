@@ -6,8 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.domain.builds import BuildOutcome, failure_cause, parse_build_event, parse_build_request, template_url
-
+from ..domain.builds import BuildOutcome, failure_cause, parse_build_event, parse_build_request, template_url
 from .ports import Builder, BuildRecords, Metrics, TaskCallbacks
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chalicelib.domain.stacks import Stack
+from ..domain.stacks import Stack
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain.errors import NotFoundError, ValidationError
-from chalicelib.domain.history import build_timeline
-from chalicelib.domain.releases import RELEASE_STATUSES
-
+from ..domain.errors import NotFoundError, ValidationError
+from ..domain.history import build_timeline
+from ..domain.releases import RELEASE_STATUSES
 from .ports import ExecutionHistory, LogStore, ReleaseRepository, StackRepository
 from .release_views import release_summary, release_view
 from .stacks import parse_limit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain.releases import (
+from ..domain.releases import (
     Release,
     StageRun,
     change_summary,

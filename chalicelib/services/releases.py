@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from chalicelib.domain import webhooks
-from chalicelib.domain.clock import iso, parse_iso
-from chalicelib.domain.errors import NotFoundError, UnauthorizedError
-from chalicelib.domain.releases import (
+from ..domain import webhooks
+from ..domain.clock import iso, parse_iso
+from ..domain.errors import NotFoundError, UnauthorizedError
+from ..domain.releases import (
     PipelineConfig,
     Release,
     delivery_key,
@@ -19,8 +19,7 @@ from chalicelib.domain.releases import (
     new_release,
     push_key,
 )
-from chalicelib.domain.stacks import Stack
-
+from ..domain.stacks import Stack
 from .ports import Executions, Metrics, ReleaseRepository, SecretStore, StackRepository
 
 log = logging.getLogger(__name__)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.domain import stacks as domain
-from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
-from chalicelib.domain.releases import flat_outputs
-from chalicelib.domain.stacks import Stack
-
+from ..domain import stacks as domain
+from ..domain.errors import ConflictError, NotFoundError, ValidationError
+from ..domain.releases import flat_outputs
+from ..domain.stacks import Stack
 from .ports import ApprovalLookup, Page, SecretStore, StackRepository, StageState
 
 MAX_PAGE = 100
