@@ -95,9 +95,6 @@ class StageStateModel(Item):
     updated_at = UnicodeAttribute(null=True)
 
 
-ALL_MODELS: tuple[type[Model], ...] = (Item, StackModel, StageStateModel)
-
-
 def bind_table(table_name: str, models: tuple[type[Model], ...] | None = None) -> None:
     """Point every model at ``table_name`` and drop cached connections."""
     for model in models or registered_models():
@@ -114,11 +111,6 @@ def registered_models() -> tuple[type[Model], ...]:
         found.append(cls)
         stack.extend(cls.__subclasses__())
     return tuple(found)
-
-
-def gsi2_index() -> type[_Gsi2]:
-    """The sparse index class (used by release models)."""
-    return _Gsi2
 
 
 class ReleaseModel(Item):

@@ -323,8 +323,3 @@ def remove_stage(stack: Stack, name: str, body: Any, now: str) -> Stack:
     if len(stack.stages) == 1:
         raise ConflictError(f"{name!r} is the last stage of stack {stack.id!r}; a stack needs one")
     return _touch(stack, now, stages=tuple(s for s in stack.stages if s.name != name))
-
-
-def mark_hook_verified(stack: Stack, now: str) -> Stack:
-    """Record that the provider's test delivery (GitHub ping) verified."""
-    return replace(stack, hook_verified_at=now)
