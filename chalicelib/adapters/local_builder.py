@@ -8,9 +8,9 @@ failed build; it returns a ``LocalBuildResult`` with status ``SUCCEEDED``, ``FAI
   tag; detached HEAD), read and parse the buildspec. A bad URL, an unknown sha or an invalid
   buildspec fail this phase.
 - INSTALL, PRE_BUILD, BUILD, POST_BUILD (only those in the buildspec): every command is its own
-  ``bash -c`` invocation with cwd = the source dir (so ``cd`` and ``export`` do not carry over to
-  the next command, unlike CodeBuild 0.2), in its own process group; processes a command leaves
-  in the background are killed when it ends. The first failing command fails the phase; the
+  ``bash`` process in its own process group (processes a command leaves in the background are
+  killed when it ends), but as in CodeBuild 0.2 the shell state carries over: the directory a
+  command ``cd``-ed to and the variables it set are restored for the next command. The first failing command fails the phase; the
   phase's ``finally`` commands then run. A failed ``ABORT`` phase (the default) stops the build:
   later phases do not run (CodeBuild would still run POST_BUILD after BUILD). A failed
   ``CONTINUE`` phase lets later phases run but the build still ends FAILED, with
@@ -384,11 +384,12 @@ class LocalBuilder:
         return ok, message
 
     def _run_commands(self, build: _Build, commands: Sequence[str]) -> tuple[bool, str]:
+        session = build.src_dir.parent / "session"
         for command in commands:
             build.log.container(f"Running command {command}")
             rc = self._exec(
                 build,
-                [self._shell, "-c", command],
+                [self._shell, "-c", _SESSION_WRAPPER, "stagecoach-build", str(session), command],
                 cwd=str(build.src_dir),
                 env=build.env,
             )
@@ -492,6 +493,24 @@ class LocalBuilder:
         if timed_out:
             raise _TimedOut()
         return rc
+
+
+# CodeBuild 0.2 runs every command of a build in one shell: `cd`, `export` and plain variables
+# carry over to the next command. Each command runs in a fresh bash (so it can be timed and
+# killed on its own), which restores the previous command's variables and directory first and
+# saves them afterwards (readonly and bash's own variables excluded).
+_SESSION_WRAPPER = r"""
+__sc_session="$1"; __sc_command="$2"; shift 2
+if [ -f "$__sc_session.vars" ]; then . "$__sc_session.vars" 2>/dev/null; fi
+if [ -f "$__sc_session.cwd" ]; then cd "$(cat "$__sc_session.cwd")" 2>/dev/null || true; fi
+eval "$__sc_command"
+__sc_rc=$?
+declare -p 2>/dev/null | grep -Ev '^declare -[a-zA-Z]*r[a-zA-Z]* ' \
+  | grep -Ev '^declare -[-a-zA-Z]* (BASH[A-Z_]*|SHELLOPTS|PPID|UID|EUID|GROUPS|FUNCNAME|PIPESTATUS|_|__sc_[a-z_]*|SHLVL|OLDPWD|PWD|RANDOM|SRANDOM|SECONDS|LINENO|HISTCMD|DIRSTACK|COMP_WORDBREAKS|EPOCHREALTIME|EPOCHSECONDS|IFS)=' \
+  > "$__sc_session.vars"
+pwd > "$__sc_session.cwd"
+exit $__sc_rc
+"""
 
 
 def _kill_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:

@@ -413,3 +413,32 @@ def test_hello_stack_template_deploys_on_moto(monkeypatch: pytest.MonkeyPatch) -
         assert value == "stage=prod sha=abc123"
         assert ssm.get_parameter(Name="/hello-dev/release")["Parameter"]["Value"].startswith("stage=dev")
         assert boto3.client("s3").head_bucket(Bucket=outputs["BucketName"])
+
+
+def test_shell_state_carries_over_between_commands_and_phases(
+    tmp_path: Path, uploads: Uploads, workdir: Path
+) -> None:
+    buildspec = """version: 0.2
+phases:
+  pre_build:
+    commands:
+      - cd app
+      - export EXPORTED=one
+      - PLAIN="two words"
+      - COUNT=$((1 + 1))
+  build:
+    commands:
+      - test "$(basename "$PWD")" = app
+      - test "$EXPORTED" = one && test "$PLAIN" = "two words" && test "$COUNT" = 2
+      - mkdir -p ../dist && echo "$PLAIN $EXPORTED" > ../dist/out.txt
+      - cd .. && unset PLAIN
+      - test -z "${PLAIN:-}" && test -d app
+artifacts:
+  base-directory: dist
+  files:
+    - out.txt
+"""
+    sha = make_repo(tmp_path / "repo", {"buildspec.yml": buildspec, "app/README": "x\\n"})
+    result = run(uploads, workdir, str(tmp_path / "repo"), sha)
+    assert result.status == "SUCCEEDED", result.log
+    assert uploads["out.txt"] == b"two words one\n"
