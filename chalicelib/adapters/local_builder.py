@@ -10,8 +10,8 @@ failed build; it returns a ``LocalBuildResult`` with status ``SUCCEEDED``, ``FAI
 - INSTALL, PRE_BUILD, BUILD, POST_BUILD (only those in the buildspec): every command is its own
   ``bash`` process in its own process group (processes a command leaves in the background are
   killed when it ends), but as in CodeBuild 0.2 the shell state carries over: the directory a
-  command ``cd``-ed to and the variables it set are restored for the next command. The first failing command fails the phase; the
-  phase's ``finally`` commands then run. A failed ``ABORT`` phase (the default) stops the build:
+  command ``cd``-ed to and the variables it set are restored for the next command. The first
+  failing command fails the phase; the phase's ``finally`` commands then run. A failed ``ABORT`` phase (the default) stops the build:
   later phases do not run (CodeBuild would still run POST_BUILD after BUILD). A failed
   ``CONTINUE`` phase lets later phases run but the build still ends FAILED, with
   ``failed_phase`` the first failed phase.
@@ -506,7 +506,9 @@ if [ -f "$__sc_session.cwd" ]; then cd "$(cat "$__sc_session.cwd")" 2>/dev/null 
 eval "$__sc_command"
 __sc_rc=$?
 declare -p 2>/dev/null | grep -Ev '^declare -[a-zA-Z]*r[a-zA-Z]* ' \
-  | grep -Ev '^declare -[-a-zA-Z]* (BASH[A-Z_]*|SHELLOPTS|PPID|UID|EUID|GROUPS|FUNCNAME|PIPESTATUS|_|__sc_[a-z_]*|SHLVL|OLDPWD|PWD|RANDOM|SRANDOM|SECONDS|LINENO|HISTCMD|DIRSTACK|COMP_WORDBREAKS|EPOCHREALTIME|EPOCHSECONDS|IFS)=' \
+  | grep -Ev '^declare -[-a-zA-Z]* (BASH[A-Z_]*|SHELLOPTS|PPID|UID|EUID|GROUPS|FUNCNAME|PIPESTATUS|_)=' \
+  | grep -Ev '^declare -[-a-zA-Z]* (__sc_[a-z_]*|SHLVL|OLDPWD|PWD|RANDOM|SRANDOM|SECONDS|LINENO|HISTCMD)=' \
+  | grep -Ev '^declare -[-a-zA-Z]* (DIRSTACK|COMP_WORDBREAKS|EPOCHREALTIME|EPOCHSECONDS|IFS)=' \
   > "$__sc_session.vars"
 pwd > "$__sc_session.cwd"
 exit $__sc_rc

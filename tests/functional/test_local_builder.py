@@ -415,9 +415,7 @@ def test_hello_stack_template_deploys_on_moto(monkeypatch: pytest.MonkeyPatch) -
         assert boto3.client("s3").head_bucket(Bucket=outputs["BucketName"])
 
 
-def test_shell_state_carries_over_between_commands_and_phases(
-    tmp_path: Path, uploads: Uploads, workdir: Path
-) -> None:
+def test_shell_state_carries_over_between_commands_and_phases(tmp_path: Path, uploads: Uploads, workdir: Path) -> None:
     buildspec = """version: 0.2
 phases:
   pre_build:
