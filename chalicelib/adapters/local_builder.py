@@ -11,7 +11,8 @@ failed build; it returns a ``LocalBuildResult`` with status ``SUCCEEDED``, ``FAI
   ``bash`` process in its own process group (processes a command leaves in the background are
   killed when it ends), but as in CodeBuild 0.2 the shell state carries over: the directory a
   command ``cd``-ed to and the variables it set are restored for the next command. The first
-  failing command fails the phase; the phase's ``finally`` commands then run. A failed ``ABORT`` phase (the default) stops the build:
+  failing command fails the phase; the phase's ``finally`` commands then run. A failed ``ABORT``
+  phase (the default) stops the build:
   later phases do not run (CodeBuild would still run POST_BUILD after BUILD). A failed
   ``CONTINUE`` phase lets later phases run but the build still ends FAILED, with
   ``failed_phase`` the first failed phase.
