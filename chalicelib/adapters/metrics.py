@@ -14,6 +14,7 @@ class PowertoolsMetrics:
         from aws_lambda_powertools import Metrics
 
         self._metrics: Any = Metrics(namespace=NAMESPACE, service=service)
+        self._metrics.clear_metrics()  # powertools shares one metric store between instances
         self._pending = False
 
     def count(self, name: str, value: int = 1) -> None:
@@ -28,3 +29,6 @@ class PowertoolsMetrics:
         if self._pending:
             self._pending = False
             self._metrics.flush_metrics()
+            # With POWERTOOLS_METRICS_DISABLED (the embedded mode) powertools keeps what it did not
+            # publish; a long-running control plane must not pile up counters.
+            self._metrics.clear_metrics()

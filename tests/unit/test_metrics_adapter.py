@@ -28,3 +28,18 @@ def test_counts_are_flushed_as_one_emf_document(capsys: Any, monkeypatch: pytest
     assert line["service"] == "stagecoach"
     metrics.flush()
     assert capsys.readouterr().out == ""
+
+
+def test_disabled_metrics_are_dropped_not_kept(capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    metrics = PowertoolsMetrics()
+    for _ in range(3):
+        metrics.count("ReleaseCreated")
+        metrics.flush()
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    metrics.count("BuildStarted")
+    metrics.flush()
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert "ReleaseCreated" not in line
+    assert line["BuildStarted"] in (1.0, [1.0])
