@@ -169,34 +169,28 @@ def get_release(release_id: str) -> Response:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
+@bootstrap.publishes_metrics
 def sweep_pending_releases(event: CloudWatchEvent) -> dict[str, Any]:
     """Start releases whose StartExecution failed (still PENDING after a minute)."""
-    try:
-        return {"started": bootstrap.release_starter().sweep()}
-    finally:
-        bootstrap.flush_metrics()
+    return {"started": bootstrap.release_starter().sweep()}
 
 
 BUILD_QUEUE = "stagecoach-builds"
 
 
 @app.on_sqs_message(queue=BUILD_QUEUE, batch_size=1)
+@bootstrap.publishes_metrics
 def build_worker(event: SQSEvent) -> None:
     """Start the build a release's state machine asked for."""
-    try:
-        for record in event:
-            bootstrap.build_service().start(record.body)
-    finally:
-        bootstrap.flush_metrics()
+    for record in event:
+        bootstrap.build_service().start(record.body)
 
 
 @app.on_cw_event({"source": ["aws.codebuild"], "detail-type": ["CodeBuild Build State Change"]})
+@bootstrap.publishes_metrics
 def build_state_changed(event: CloudWatchEvent) -> str:
     """A build ended: complete the release's build task with its template or its failure."""
-    try:
-        return str(bootstrap.build_service().finish(event.detail))
-    finally:
-        bootstrap.flush_metrics()
+    return str(bootstrap.build_service().finish(event.detail))
 
 
 def _actor() -> str:

@@ -6,10 +6,14 @@ Nothing here runs at import. ``reset()`` forgets everything (tests, and a change
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from chalicelib.domain.clock import new_id, now_iso
 from chalicelib.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @functools.cache
@@ -184,6 +188,19 @@ def flush_metrics() -> None:
     """Publish what this invocation counted (nothing to do if no metric was ever counted)."""
     if metrics.cache_info().currsize:
         metrics().flush()
+
+
+def publishes_metrics(handler: Callable[P, R]) -> Callable[P, R]:
+    """Flush the invocation's metrics when an event handler returns or raises."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            flush_metrics()
+
+    return wrapper
 
 
 def reset() -> None:
