@@ -75,15 +75,9 @@ class AslWorld:
         self.s3 = session.client("s3")
         self.cfn = session.client("cloudformation")
         self._restore: list[Callable[[], None]] = []
-        self._executions: list[str] = []
 
     def close(self) -> None:
-        for arn in self._executions:
-            try:
-                if self.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-                    self.sfn.stop_execution(executionArn=arn)
-            except Exception:  # pragma: no cover - best effort cleanup
-                pass
+        """Undo the harness's moto changes (the ``aws`` fixture stops executions still running)."""
         for restore in reversed(self._restore):
             restore()
 
@@ -254,7 +248,6 @@ class AslWorld:
             name=state_input["release"]["id"],
             input=json.dumps(state_input),
         )["executionArn"]
-        self._executions.append(arn)
         return arn
 
     def wait_execution(self, arn: str, timeout: float = 60.0) -> dict[str, Any]:
