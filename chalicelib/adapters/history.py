@@ -11,13 +11,14 @@ from chalicelib.domain.clock import iso
 PAGE_SIZE = 1000
 
 
-def _plain(value: Any) -> Any:
+def _iso_times(value: Any) -> Any:
+    """boto3's datetimes as Stagecoach ISO strings, anywhere in a response."""
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _iso_times(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_iso_times(v) for v in value]
     return value
 
 
@@ -41,7 +42,7 @@ class StepFunctionsHistory:
                 page = client.get_execution_history(**kwargs)
             except client.exceptions.ExecutionDoesNotExist:
                 return None
-            events.extend(_plain(e) for e in page.get("events", []))
+            events.extend(_iso_times(e) for e in page.get("events", []))
             token = page.get("nextToken")
             if not token:
                 return events

@@ -49,6 +49,7 @@ from chalicelib.domain.buildspec import (
     parse_buildspec,
     select_artifacts,
 )
+from chalicelib.domain.clock import now_iso
 from chalicelib.domain.errors import ValidationError
 
 SUCCEEDED = "SUCCEEDED"
@@ -94,11 +95,6 @@ class _PhaseFailed(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def utc_now_iso() -> str:
-    """ISO-8601 UTC with milliseconds and ``Z`` (the Stagecoach time format)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def redact_url(url: str) -> str:
@@ -163,7 +159,7 @@ class LocalBuilder:
         if request.timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
 
-        started_at = utc_now_iso()
+        started_at = now_iso()
         deadline = time.monotonic() + request.timeout_seconds
         log = _Log(secrets=_url_secrets(request.clone_url))
         log.container(f"Local build {request.build_id} (Stagecoach local builder)")
@@ -187,7 +183,7 @@ class LocalBuilder:
                 resolved_sha = build.env.get("CODEBUILD_RESOLVED_SOURCE_VERSION")
             finally:
                 _remove_tree(workdir)
-        ended_at = utc_now_iso()
+        ended_at = now_iso()
         log.container(f"Build {status}" + (f" in phase {failed_phase}" if failed_phase else ""))
         return LocalBuildResult(
             build_id=request.build_id,

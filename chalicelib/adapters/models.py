@@ -95,6 +95,17 @@ class StageStateModel(Item):
     updated_at = UnicodeAttribute(null=True)
 
 
+def plain(value: Any) -> Any:
+    """A pynamodb map/list value (raw ``MapAttribute`` included) as plain dicts and lists."""
+    if hasattr(value, "as_dict"):
+        return {k: plain(v) for k, v in value.as_dict().items()}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def bind_table(table_name: str, models: tuple[type[Model], ...] | None = None) -> None:
     """Point every model at ``table_name`` and drop cached connections."""
     for model in models or registered_models():
@@ -166,7 +177,6 @@ class StageRunModel(Item):
     status = UnicodeAttribute(null=True)
     started_at = UnicodeAttribute(null=True)
     ended_at = UnicodeAttribute(null=True)
-    requested_at = UnicodeAttribute(null=True)
     task_token = UnicodeAttribute(null=True)
     approval = MapAttribute[str, Any](null=True)
     changes_json = UnicodeAttribute(null=True)

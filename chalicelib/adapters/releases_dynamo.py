@@ -13,7 +13,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.domain.releases import Release, StageRun
 from chalicelib.services.ports import Page
 
-from .models import BuildTokenModel, Item, KeyModel, ReleaseModel, StageRunModel
+from .models import BuildTokenModel, Item, KeyModel, ReleaseModel, StageRunModel, plain
 from .pagination import decode_token, encode_token
 
 RELEASE_SK = "#RELEASE"
@@ -57,16 +57,6 @@ def to_model(release: Release) -> ReleaseModel:
     return item
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "as_dict"):
-        return {k: _plain(v) for k, v in value.as_dict().items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _json(text: str | None) -> Any:
     return json.loads(text) if text else None
 
@@ -78,8 +68,7 @@ def run_from_model(item: StageRunModel) -> StageRun:
         status=item.status or "PENDING",
         started_at=item.started_at,
         ended_at=item.ended_at,
-        requested_at=item.requested_at,
-        approval=_plain(item.approval) if item.approval is not None else None,
+        approval=plain(item.approval) if item.approval is not None else None,
         changes=_json(item.changes_json),
         outputs=_json(item.outputs_json),
         no_changes=bool(item.no_changes),
@@ -107,7 +96,7 @@ def from_model(item: ReleaseModel) -> Release:
         input_json=item.input_json,
         started_at=item.started_at,
         ended_at=item.ended_at,
-        build=_plain(item.build) if item.build is not None else {},
+        build=plain(item.build) if item.build is not None else {},
         error=item.error,
         cause=item.cause,
         failed_stage=item.failed_stage,

@@ -13,7 +13,7 @@ from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.stacks import Repository, Stack, Stage
 from chalicelib.services.ports import Page, StageState
 
-from .models import StackModel, StageStateModel
+from .models import StackModel, StageStateModel, plain
 from .pagination import decode_token, encode_token
 
 STACK_SK = "#STACK"
@@ -58,7 +58,7 @@ def to_model(stack: Stack) -> StackModel:
 
 def from_model(item: StackModel) -> Stack:
     """The domain stack of an item."""
-    repo: dict[str, Any] = item.repository.as_dict() if hasattr(item.repository, "as_dict") else dict(item.repository)
+    repo: dict[str, Any] = plain(item.repository)
     stages = tuple(
         Stage(
             name=s.name,
@@ -66,7 +66,7 @@ def from_model(item: StackModel) -> Stack:
             approval_timeout_seconds=int(s.approval_timeout_seconds),
             region=s.region,
             role_arn=s.role_arn,
-            parameters=dict(s.parameters.as_dict() if hasattr(s.parameters, "as_dict") else s.parameters or {}),
+            parameters=plain(s.parameters) or {},
         )
         for s in item.stages
     )
@@ -88,7 +88,7 @@ def from_model(item: StackModel) -> Stack:
 
 def state_from_model(item: StageStateModel) -> StageState:
     """The domain view of a stage-state item."""
-    current = item.current_release.as_dict() if item.current_release is not None else None
+    current = plain(item.current_release) if item.current_release is not None else None
     return StageState(
         name=item.sk.removeprefix("STAGE#"),
         status=item.status or "IDLE",
