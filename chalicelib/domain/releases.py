@@ -209,7 +209,6 @@ class StageRun:
     status: str
     started_at: str | None = None
     ended_at: str | None = None
-    requested_at: str | None = None
     approval: dict[str, Any] | None = None
     changes: list[dict[str, Any]] | None = None
     outputs: list[dict[str, Any]] | None = None

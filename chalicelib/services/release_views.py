@@ -42,9 +42,7 @@ def stage_view(release: Release, name: str, position: int, run: StageRun | None)
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "duration_seconds": duration_seconds(run.started_at, run.ended_at),
-        "approval": (
-            {"requested_at": run.requested_at, **(run.approval or {})} if run.requested_at or run.approval else None
-        ),
+        "approval": run.approval,  # {requested_at} from the state machine, then {decision, by, at, comment}
         "changes": change_summary(run.changes),
         "outputs": flat_outputs(run.outputs),
         "no_changes": run.no_changes,
