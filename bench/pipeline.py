@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,8 +20,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.e2e.pipeline_support import example_repo, git  # noqa: E402
 from tests.plane import http, running_plane  # noqa: E402
-from tests.webhook_support import github_headers  # noqa: E402
+from tests.webhook_support import github_headers, github_push  # noqa: E402
 
 STAGES = ("dev", "test", "staging", "prod")
 TRIVIAL_BUILDSPEC = """version: 0.2
@@ -36,23 +35,6 @@ artifacts:
   files:
     - template.yaml
 """
-GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@stagecoach.local", "-c", "init.defaultBranch=main"]
-
-
-def git(repo: Path, *args: str) -> str:
-    """Run git in ``repo``."""
-    return subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def make_repo(root: Path) -> Path:
-    """The hello-stack example with a trivial buildspec, as a git repository."""
-    repo = root / "service"
-    shutil.copytree(ROOT / "examples" / "hello-stack", repo)
-    (repo / "buildspec.yml").write_text(TRIVIAL_BUILDSPEC)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "bench")
-    return repo
 
 
 def new_commit(repo: Path, n: int) -> str:
@@ -65,14 +47,7 @@ def new_commit(repo: Path, n: int) -> str:
 
 def push_and_wait(url: str, secret: str, sha: str, timeout: float = 120) -> tuple[float, dict[str, Any]]:
     """Seconds from the 202 to SUCCEEDED, and the release."""
-    payload = {
-        "ref": "refs/heads/main",
-        "before": "0" * 40,
-        "after": sha,
-        "repository": {"full_name": "acme/bench"},
-        "head_commit": {"id": sha, "message": "bench", "author": {"name": "bench"}},
-    }
-    body = json.dumps(payload).encode()
+    body = json.dumps(github_push(sha=sha, full_name="acme/bench")).encode()
     status, accepted = http("POST", f"{url}/webhooks/github/bench", body, github_headers(secret, body))
     t0 = time.perf_counter()
     assert status == 202, accepted
@@ -121,7 +96,7 @@ def main() -> int:
     parser.add_argument("--releases", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, running_plane(pump=True) as plane:
-        repo = make_repo(Path(tmp))
+        repo, _ = example_repo(Path(tmp), buildspec=TRIVIAL_BUILDSPEC)
         body = {
             "id": "bench",
             "name": "bench",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import hmac
 import json
 import os
 import statistics
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.lambda_events import LambdaContext, apigw_event  # noqa: E402
+from tests.webhook_support import github_headers, github_push  # noqa: E402
 
 SHA_COUNTER = iter(range(1, 10**9))
 
@@ -35,28 +35,8 @@ def next_sha() -> str:
 
 def push_event(stack_id: str, secret: str, sha: str) -> dict[str, Any]:
     """A signed GitHub push, as API Gateway hands it to the Lambda."""
-    body = json.dumps(
-        {
-            "ref": "refs/heads/main",
-            "before": "0" * 40,
-            "after": sha,
-            "deleted": False,
-            "repository": {"full_name": "acme/bench"},
-            "head_commit": {
-                "id": sha,
-                "message": "bench",
-                "timestamp": "2026-11-27T12:00:00Z",
-                "author": {"name": "b"},
-            },
-        }
-    )
-    signature = "sha256=" + hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
-    headers = {
-        "content-type": "application/json",
-        "x-github-event": "push",
-        "x-github-delivery": str(uuid.uuid4()),
-        "x-hub-signature-256": signature,
-    }
+    body = json.dumps(github_push(sha=sha, full_name="acme/bench"))
+    headers = {k.lower(): v for k, v in github_headers(secret, body.encode()).items()}
     return apigw_event(
         "POST", "/webhooks/github/{stack_id}", f"/webhooks/github/{stack_id}", body, headers, {"stack_id": stack_id}
     )

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.webhook_support import github_headers
+from tests.webhook_support import github_headers, github_push
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "hello-stack"
@@ -30,10 +30,12 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def example_repo(tmp: Path, break_build: bool = False) -> tuple[Path, str]:
-    """A git repository holding examples/hello-stack; returns (path, head sha)."""
+def example_repo(tmp: Path, break_build: bool = False, buildspec: str | None = None) -> tuple[Path, str]:
+    """A git repository holding examples/hello-stack (optionally another buildspec); returns (path, head sha)."""
     repo = tmp / "hello-stack"
     shutil.copytree(EXAMPLE, repo)
+    if buildspec is not None:
+        (repo / "buildspec.yml").write_text(buildspec)
     if break_build:
         (repo / "tests" / "check_broken.py").write_text(
             "import unittest\n\nclass Broken(unittest.TestCase):\n"
@@ -64,19 +66,7 @@ def create_stack(client: Any, repo: Path, stack_id: str = "hello", approval_on_p
 
 def push(client: Any, secret: str, sha: str, stack_id: str = "hello", ref: str = "refs/heads/main") -> Any:
     """Deliver a signed GitHub push for ``sha``."""
-    payload = {
-        "ref": ref,
-        "before": "0" * 40,
-        "after": sha,
-        "deleted": False,
-        "repository": {"full_name": "acme/hello"},
-        "head_commit": {
-            "id": sha,
-            "message": "Hello, stages",
-            "timestamp": "2026-11-27T12:00:00Z",
-            "author": {"name": "Ada"},
-        },
-    }
+    payload = github_push(ref=ref, sha=sha, full_name="acme/hello", created=True)
     body = json.dumps(payload).encode()
     return client.http.post(f"/webhooks/github/{stack_id}", body=body, headers=github_headers(secret, body))
 
