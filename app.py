@@ -42,6 +42,12 @@ def _query(name: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def _actor() -> str:
+    """Who is calling: the IAM identity on AWS, else the local user."""
+    identity = (_request().context or {}).get("identity") or {}
+    return str(identity.get("userArn") or identity.get("caller") or identity.get("user") or "local-user")
+
+
 @app.route("/health", methods=["GET"])
 def health() -> dict[str, Any]:
     """Liveness: the process serves requests."""
@@ -76,11 +82,15 @@ def patch_stack(stack_id: str) -> Response:
     return json_response(bootstrap.stack_service().patch(stack_id, _body()))
 
 
+def _force() -> bool:
+    return (_query("force") or "").lower() in ("1", "true", "yes")
+
+
 @app.route("/stacks/{stack_id}", methods=["DELETE"], authorizer=IAM_AUTH)
 @maps_errors
 def delete_stack(stack_id: str) -> Response:
-    """Delete a stack."""
-    bootstrap.stack_service().delete(stack_id)
+    """Delete a stack (409 while releases are in flight, unless ``?force=true`` cancels them)."""
+    bootstrap.stack_service().delete(stack_id, _force(), _actor())
     return Response(body="", status_code=204)
 
 
@@ -101,8 +111,10 @@ def update_stage(stack_id: str, stage: str) -> Response:
 @app.route("/stacks/{stack_id}/stages/{stage}", methods=["DELETE"], authorizer=IAM_AUTH)
 @maps_errors
 def remove_stage(stack_id: str, stage: str) -> Response:
-    """Remove a stage (never the last)."""
-    return json_response(bootstrap.stack_service().remove_stage(stack_id, stage, _optional_body()))
+    """Remove a stage (never the last; ``?force=true`` cancels the releases still to deploy it)."""
+    return json_response(
+        bootstrap.stack_service().remove_stage(stack_id, stage, _optional_body(), _force(), _actor())
+    )
 
 
 @app.route("/stacks/{stack_id}/webhook/rotate", methods=["POST"], authorizer=IAM_AUTH)
@@ -168,11 +180,36 @@ def get_release(release_id: str) -> Response:
     return json_response(bootstrap.release_queries().show(release_id))
 
 
+@app.route("/releases/{release_id}/cancel", methods=["POST"], authorizer=IAM_AUTH)
+@maps_errors
+def cancel_release(release_id: str) -> Response:
+    """Cancel a release (``{"reason": ...}`` optional): it ends CANCELLED and frees its stages."""
+    return json_response(bootstrap.reconciler().cancel(release_id, _optional_body(), _actor()))
+
+
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 @bootstrap.publishes_metrics
 def sweep_pending_releases(event: CloudWatchEvent) -> dict[str, Any]:
-    """Start releases whose StartExecution failed (still PENDING after a minute)."""
-    return {"started": bootstrap.release_starter().sweep()}
+    """Start releases still PENDING after a minute; reconcile releases whose execution ended or was lost."""
+    return bootstrap.reconciler().sweep()
+
+
+STAGE_QUEUE = "stagecoach-stages.fifo"
+
+
+@app.on_sqs_message(queue=STAGE_QUEUE, batch_size=1)
+@bootstrap.publishes_metrics
+def coordinate_stages(event: SQSEvent) -> None:
+    """Enter, approve and leave stages in the order the execution mode allows (the stage coordinator)."""
+    for record in event:
+        bootstrap.logger().info("stage request", extra={"result": bootstrap.stage_coordinator().handle(record.body)})
+
+
+@app.on_cw_event({"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"]})
+@bootstrap.publishes_metrics
+def execution_status_changed(event: CloudWatchEvent) -> str:
+    """An execution ended: give its release its final status and free the stages it held."""
+    return bootstrap.reconciler().execution_changed(event.detail)
 
 
 BUILD_QUEUE = "stagecoach-builds"
@@ -191,12 +228,6 @@ def build_worker(event: SQSEvent) -> None:
 def build_state_changed(event: CloudWatchEvent) -> str:
     """A build ended: complete the release's build task with its template or its failure."""
     return str(bootstrap.build_service().finish(event.detail))
-
-
-def _actor() -> str:
-    """Who is calling: the IAM identity on AWS, else the local user."""
-    identity = (_request().context or {}).get("identity") or {}
-    return str(identity.get("userArn") or identity.get("caller") or identity.get("user") or "local-user")
 
 
 @app.route("/releases/{release_id}/stages/{stage}/approve", methods=["POST"], authorizer=IAM_AUTH)

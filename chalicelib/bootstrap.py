@@ -7,10 +7,31 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from chalicelib.domain.clock import new_id, now_iso
 from chalicelib.settings import Settings
+
+if TYPE_CHECKING:  # imported lazily at run time (cold start)
+    from aws_lambda_powertools import Logger
+
+    from chalicelib.adapters.callbacks import StepFunctionsCallbacks
+    from chalicelib.adapters.cloudformation import BotoCloudFormation
+    from chalicelib.adapters.executions import StepFunctionsExecutions
+    from chalicelib.adapters.lanes_dynamo import DynamoLaneStore
+    from chalicelib.adapters.metrics import PowertoolsMetrics
+    from chalicelib.adapters.releases_dynamo import DynamoReleaseRepository
+    from chalicelib.adapters.secrets import SecretsManagerStore
+    from chalicelib.adapters.stacks_dynamo import DynamoStackRepository
+    from chalicelib.domain.releases import PipelineConfig
+    from chalicelib.services.approvals import ApprovalService
+    from chalicelib.services.builds import BuildService
+    from chalicelib.services.ports import Builder
+    from chalicelib.services.recovery import Reconciler
+    from chalicelib.services.release_queries import ReleaseQueries
+    from chalicelib.services.releases import ReleaseStarter
+    from chalicelib.services.stacks import StackService
+    from chalicelib.services.stages import StageCoordinator
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,7 +61,7 @@ def _bound_models() -> bool:
 
 
 @functools.cache
-def stack_repository() -> Any:
+def stack_repository() -> DynamoStackRepository:
     """The DynamoDB stack repository."""
     from chalicelib.adapters.stacks_dynamo import DynamoStackRepository
 
@@ -49,7 +70,7 @@ def stack_repository() -> Any:
 
 
 @functools.cache
-def release_repository() -> Any:
+def release_repository() -> DynamoReleaseRepository:
     """The DynamoDB release repository."""
     from chalicelib.adapters.releases_dynamo import DynamoReleaseRepository
 
@@ -58,7 +79,16 @@ def release_repository() -> Any:
 
 
 @functools.cache
-def secret_store() -> Any:
+def lane_store() -> DynamoLaneStore:
+    """The stages' lanes in DynamoDB."""
+    from chalicelib.adapters.lanes_dynamo import DynamoLaneStore
+
+    _bound_models()
+    return DynamoLaneStore()
+
+
+@functools.cache
+def secret_store() -> SecretsManagerStore:
     """Webhook secrets in Secrets Manager (cached in this warm process)."""
     from chalicelib.adapters.secrets import SecretsManagerStore
 
@@ -66,14 +96,30 @@ def secret_store() -> Any:
 
 
 @functools.cache
-def executions() -> Any:
+def executions() -> StepFunctionsExecutions:
     """The release state machine."""
     from chalicelib.adapters.executions import StepFunctionsExecutions
 
     return StepFunctionsExecutions(lambda: client("stepfunctions"), settings().state_machine_arn)
 
 
-def pipeline_config() -> Any:
+@functools.cache
+def callbacks() -> StepFunctionsCallbacks:
+    """Task token callbacks."""
+    from chalicelib.adapters.callbacks import StepFunctionsCallbacks
+
+    return StepFunctionsCallbacks(lambda: client("stepfunctions"))
+
+
+@functools.cache
+def cloudformation() -> BotoCloudFormation:
+    """CloudFormation reads of the stage coordinator."""
+    from chalicelib.adapters.cloudformation import BotoCloudFormation
+
+    return BotoCloudFormation(lambda: client("cloudformation"))
+
+
+def pipeline_config() -> PipelineConfig:
     """What every release's execution input carries from configuration."""
     from chalicelib.domain.releases import PipelineConfig
 
@@ -83,19 +129,22 @@ def pipeline_config() -> Any:
         default_role_arn=s.default_cfn_role_arn,
         poll_seconds=s.poll_seconds,
         build_timeout_seconds=s.build_timeout_seconds,
+        deploy_timeout_seconds=s.deploy_timeout_seconds,
     )
 
 
 @functools.cache
-def stack_service() -> Any:
+def stack_service() -> StackService:
     """Use cases on stacks."""
     from chalicelib.services.stacks import StackService
 
-    return StackService(stack_repository(), secret_store(), release_repository(), now_iso)
+    return StackService(
+        stack_repository(), secret_store(), lane_store(), release_repository(), now_iso, new_id, reconciler
+    )
 
 
 @functools.cache
-def release_starter() -> Any:
+def release_starter() -> ReleaseStarter:
     """Webhooks, manual starts and the sweeper."""
     from chalicelib.services.releases import ReleaseStarter
 
@@ -112,7 +161,25 @@ def release_starter() -> Any:
 
 
 @functools.cache
-def logger() -> Any:
+def stage_coordinator() -> StageCoordinator:
+    """Who deploys each stage next, and what each stage came to."""
+    from chalicelib.services.stages import StageCoordinator
+
+    return StageCoordinator(
+        lane_store(), release_repository(), stack_repository(), cloudformation(), callbacks(), now_iso, metrics()
+    )
+
+
+@functools.cache
+def reconciler() -> Reconciler:
+    """Ends releases whose execution ended, frees their stages, cancels releases."""
+    from chalicelib.services.recovery import Reconciler
+
+    return Reconciler(release_repository(), executions(), stage_coordinator(), release_starter(), now_iso, metrics())
+
+
+@functools.cache
+def logger() -> Logger:
     """The powertools JSON logger."""
     from aws_lambda_powertools import Logger
 
@@ -120,7 +187,7 @@ def logger() -> Any:
 
 
 @functools.cache
-def release_queries() -> Any:
+def release_queries() -> ReleaseQueries:
     """Read side of releases."""
     from chalicelib.adapters.history import StepFunctionsHistory
     from chalicelib.adapters.logs import S3LogStore
@@ -135,7 +202,7 @@ def release_queries() -> Any:
 
 
 @functools.cache
-def builder() -> Any:
+def builder() -> Builder:
     """CodeBuild on AWS; the local builder in the embedded mode."""
     s = settings()
     if s.builder == "local":
@@ -150,15 +217,14 @@ def builder() -> Any:
 
 
 @functools.cache
-def build_service() -> Any:
+def build_service() -> BuildService:
     """The build worker and the build-event handler."""
-    from chalicelib.adapters.callbacks import StepFunctionsCallbacks
     from chalicelib.services.builds import BuildService
 
     return BuildService(
         builder(),
         release_repository(),
-        StepFunctionsCallbacks(lambda: client("stepfunctions")),
+        callbacks(),
         lambda: settings().artifact_bucket,
         lambda: settings().region,
         now_iso,
@@ -167,17 +233,16 @@ def build_service() -> Any:
 
 
 @functools.cache
-def approval_service() -> Any:
+def approval_service() -> ApprovalService:
     """Approve and reject."""
-    from chalicelib.adapters.callbacks import StepFunctionsCallbacks
     from chalicelib.services.approvals import ApprovalService
 
     repository = release_repository()
-    return ApprovalService(repository, repository, StepFunctionsCallbacks(lambda: client("stepfunctions")), now_iso)
+    return ApprovalService(repository, repository, callbacks(), now_iso, lane_store())
 
 
 @functools.cache
-def metrics() -> Any:
+def metrics() -> PowertoolsMetrics:
     """Business metrics of this invocation."""
     from chalicelib.adapters.metrics import PowertoolsMetrics
 

@@ -18,6 +18,7 @@ from chalicelib.domain.errors import (
     PayloadTooLargeError,
     StagecoachError,
     UnauthorizedError,
+    UnavailableError,
     UnsupportedMediaTypeError,
     ValidationError,
 )
@@ -30,6 +31,7 @@ STATUS: dict[type[StagecoachError], int] = {
     ConflictError: 409,
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
+    UnavailableError: 503,
 }
 API_BODY_LIMIT = 1024 * 1024
 WEBHOOK_BODY_LIMIT = 5 * 1024 * 1024

@@ -19,6 +19,7 @@ class Settings:
     local_events_queue_url: str
     poll_seconds: int
     build_timeout_seconds: int
+    deploy_timeout_seconds: int
     secret_prefix: str
     default_cfn_role_arn: str
     region: str
@@ -37,6 +38,7 @@ class Settings:
             local_events_queue_url=env.get("STAGECOACH_LOCAL_EVENTS_QUEUE_URL", ""),
             poll_seconds=int(env.get("STAGECOACH_POLL_SECONDS", "10")),
             build_timeout_seconds=int(env.get("STAGECOACH_BUILD_TIMEOUT_SECONDS", "3600")),
+            deploy_timeout_seconds=int(env.get("STAGECOACH_DEPLOY_TIMEOUT_SECONDS", "3600")),
             secret_prefix=env.get("STAGECOACH_SECRET_PREFIX", "stagecoach/webhooks/"),
             default_cfn_role_arn=env.get(
                 "STAGECOACH_DEFAULT_CFN_ROLE_ARN", "arn:aws:iam::123456789012:role/stagecoach-cfn"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -48,6 +49,8 @@ def aws() -> Iterator[Any]:
     from chalicelib.local.resources import ensure_resources
 
     harden_moto()
+    # Every error a state catches is logged by moto with the whole state tree; the history shows them.
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         resources = ensure_resources(boto3.session.Session(region_name="us-east-1"))
         saved = dict(os.environ)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
+from chalicelib.domain.deploys import ChangeSetSnapshot, StackSnapshot
 from chalicelib.domain.errors import ConflictError, ValidationError
+from chalicelib.domain.lanes import Lane
+from chalicelib.domain.releases import ACTIVE, Release, StageRun
 from chalicelib.domain.stacks import Stack
-from chalicelib.services.ports import Page, StageState
+from chalicelib.services.ports import ExecutionState, LaneChange, Page, StageState
 
 
 class InMemoryStackRepository:
@@ -15,7 +19,6 @@ class InMemoryStackRepository:
 
     def __init__(self) -> None:
         self.stacks: dict[str, Stack] = {}
-        self.states: dict[str, dict[str, StageState]] = {}
         self.writes = 0
 
     def get(self, stack_id: str) -> Stack | None:
@@ -39,7 +42,6 @@ class InMemoryStackRepository:
         if stored is None or stored.version != expected_version:
             raise ConflictError("stale version")
         del self.stacks[stack_id]
-        self.states.pop(stack_id, None)
         self.writes += 1
 
     def list(self, limit: int, next_token: str | None) -> Page:
@@ -50,9 +52,6 @@ class InMemoryStackRepository:
         chunk = ids[start : start + limit]
         more = start + limit < len(ids)
         return Page([self.stacks[i] for i in chunk], chunk[-1] if more and chunk else None)
-
-    def stage_states(self, stack_id: str) -> dict[str, StageState]:
-        return dict(self.states.get(stack_id, {}))
 
     def mark_hook_verified(self, stack_id: str, now: str) -> None:
         self.stacks[stack_id] = replace(self.stacks[stack_id], hook_verified_at=now)
@@ -113,17 +112,18 @@ class InMemoryReleaseRepository:
     """ReleaseRepository in dicts: a release and its keys are written together or not at all."""
 
     def __init__(self) -> None:
-        from chalicelib.domain.releases import Release, StageRun
-
         self.releases: dict[str, Release] = {}
         self.keys: dict[str, str] = {}
-        self.runs: dict[str, dict[str, StageRun]] = {}
+        self.run_fields: dict[str, dict[str, dict[str, Any]]] = {}
+        self.index: dict[str, str] = {}  # release id → "PENDING" | "ACTIVE" (the gsi2 index)
 
     def record(self, release: Any, keys: list[str]) -> str | None:
         for key in keys:
             if key in self.keys:
                 return self.keys[key]
         self.releases[release.id] = release
+        if release.status == "PENDING":
+            self.index[release.id] = "PENDING"
         for key in keys:
             self.keys[key] = release.id
         return None
@@ -133,13 +133,19 @@ class InMemoryReleaseRepository:
 
     def get_with_runs(self, release_id: str) -> tuple[Any, dict[str, Any]] | None:
         release = self.releases.get(release_id)
-        return (release, dict(self.runs.get(release_id, {}))) if release else None
+        return (release, self.runs(release_id)) if release else None
 
     def list_for_stack(
-        self, stack_id: str, limit: int, next_token: str | None, status: str | None, ref: str | None
+        self,
+        stack_id: str,
+        limit: int,
+        next_token: str | None,
+        status: str | None,
+        ref: str | None,
+        stack_uid: str = "",
     ) -> Page:
         items = sorted(
-            (r for r in self.releases.values() if r.stack_id == stack_id),
+            (r for r in self.releases.values() if r.stack_id == stack_id and r.stack_uid == stack_uid),
             key=lambda r: (r.received_at, r.id),
             reverse=True,
         )
@@ -150,6 +156,206 @@ class InMemoryReleaseRepository:
 
     def pending_before(self, cutoff: str, limit: int) -> list[str]:
         return [r.id for r in self.releases.values() if r.status == "PENDING" and r.received_at < cutoff][:limit]
+
+    # --- the execution side (what the state machine writes) ---
+    def start_running(self, release_id: str, now: str = "2026-11-27T12:00:01.000Z") -> None:
+        """What MarkRunning does."""
+        self.releases[release_id] = replace(self.releases[release_id], status="RUNNING", started_at=now)
+        self.index[release_id] = "ACTIVE"
+
+    def started(self) -> list[str]:
+        return [k for k, v in self.index.items() if v == "ACTIVE"]
+
+    def in_flight(self, stack_uid: str) -> list[Release]:
+        found = [self.releases[k] for k in self.index if self.releases[k].stack_uid == stack_uid]
+        return sorted(found, key=lambda r: r.order)
+
+    def end(self, release_id: str, status: str, fields: dict[str, Any]) -> bool:
+        release = self.releases.get(release_id)
+        if release is None or release.status not in ACTIVE:
+            return False
+        known = {k: v for k, v in fields.items() if hasattr(release, k)}
+        self.releases[release_id] = replace(release, status=status, **known)
+        return True
+
+    def settle(self, release_id: str) -> None:
+        self.index.pop(release_id, None)
+
+    def switch_execution(self, release_id: str, current_arn: str, moved: Release) -> bool:
+        release = self.releases[release_id]
+        if release.execution_arn != current_arn:
+            return False
+        self.releases[release_id] = replace(
+            release,
+            execution_name=moved.execution_name,
+            execution_arn=moved.execution_arn,
+            input_json=moved.input_json,
+            previous_executions=moved.previous_executions,
+        )
+        return True
+
+    def write_run(self, release_id: str, stage: str, fields: dict[str, Any]) -> None:
+        """What a stage-run update does (None removes a field)."""
+        current = self.run_fields.setdefault(release_id, {}).setdefault(stage, {})
+        for key, value in fields.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+
+    def stage_run(self, release_id: str, stage: str) -> StageRun | None:
+        data = self.run_fields.get(release_id, {}).get(stage)
+        if data is None:
+            return None
+        return StageRun(
+            name=stage,
+            status=data.get("status", "PENDING"),
+            started_at=data.get("started_at"),
+            ended_at=data.get("ended_at"),
+            approval=data.get("approval"),
+            changes=json.loads(data["changes_json"]) if "changes_json" in data else None,
+            outputs=json.loads(data["outputs_json"]) if "outputs_json" in data else None,
+            no_changes=bool(data.get("no_changes")),
+            error=data.get("error"),
+            cause=data.get("cause"),
+            waiting_for=data.get("waiting_for"),
+            superseded_by=data.get("superseded_by"),
+        )
+
+    def runs(self, release_id: str) -> dict[str, StageRun]:
+        found = {stage: self.stage_run(release_id, stage) for stage in self.run_fields.get(release_id, {})}
+        return {k: v for k, v in found.items() if v is not None}
+
+    # --- approvals ---
+    def waiting_token(self, release_id: str, stage: str) -> str | None:
+        data = self.run_fields.get(release_id, {}).get(stage) or {}
+        return data.get("task_token") if data.get("status") == "AWAITING_APPROVAL" else None
+
+    def record_decision(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
+        data = self.run_fields.get(release_id, {}).get(stage) or {}
+        if data.get("task_token") != token:
+            return False
+        data.pop("task_token")
+        data["status"] = "DEPLOYING" if decision["decision"] in ("approved", "auto") else "FAILED"
+        data["approval"] = {**(data.get("approval") or {}), **decision}
+        return True
+
+
+class InMemoryLaneStore:
+    """LaneStore in a dict; a commit checks the lane version and the stack uid like the DynamoDB one."""
+
+    def __init__(self, stacks: InMemoryStackRepository, releases: InMemoryReleaseRepository) -> None:
+        self._stacks = stacks
+        self._releases = releases
+        self.states_by_stack: dict[str, dict[str, StageState]] = {}
+        self.commits = 0
+        self.conflict_next = 0
+
+    def lane(self, stack_id: str, stage: str) -> Lane:
+        state = self.states_by_stack.get(stack_id, {}).get(stage)
+        return state.lane if state else Lane(stack_id, stage)
+
+    def states(self, stack_id: str) -> dict[str, StageState]:
+        return dict(self.states_by_stack.get(stack_id, {}))
+
+    def commit(self, change: LaneChange) -> None:
+        lane = change.lane
+        stack = self._stacks.get(lane.stack_id)
+        if self.conflict_next > 0:
+            self.conflict_next -= 1
+            raise ConflictError("injected lane conflict")
+        stored = self.lane(lane.stack_id, lane.stage)
+        if stack is None or stack.uid != change.stack_uid or stored.version != lane.version:
+            raise ConflictError(f"stage {lane.stage} changed meanwhile")
+        before = self.states_by_stack.get(lane.stack_id, {}).get(lane.stage) or StageState(stored)
+        self.states_by_stack.setdefault(lane.stack_id, {})[lane.stage] = StageState(
+            lane=replace(lane, version=lane.version + 1),
+            last_outcome=change.last_outcome if change.last_outcome is not None else before.last_outcome,
+            outputs=change.outputs if change.outputs is not None else before.outputs,
+            updated_at=change.now,
+        )
+        for run in change.runs:
+            self._releases.write_run(run.release_id, run.stage, run.fields)
+        self.commits += 1
+
+
+class FakeCloudFormation:
+    """CloudFormation port over dicts of snapshots, recording clean-ups."""
+
+    def __init__(self) -> None:
+        self.stacks: dict[str, StackSnapshot] = {}
+        self.change_sets: dict[tuple[str, str], ChangeSetSnapshot] = {}
+        self.deleted_change_sets: list[tuple[str, str]] = []
+        self.deleted_stacks: list[str] = []
+
+    def stack(self, name: str) -> StackSnapshot:
+        return self.stacks.get(name, StackSnapshot(name, None))
+
+    def change_set(self, stack_name: str, change_set_name: str) -> ChangeSetSnapshot | None:
+        return self.change_sets.get((stack_name, change_set_name))
+
+    def delete_change_set(self, stack_name: str, change_set_name: str) -> None:
+        self.deleted_change_sets.append((stack_name, change_set_name))
+        self.change_sets.pop((stack_name, change_set_name), None)
+
+    def delete_stack(self, name: str, role_arn: str) -> None:
+        self.deleted_stacks.append(name)
+        if name in self.stacks:
+            self.stacks[name] = replace(self.stacks[name], status="DELETE_IN_PROGRESS")
+
+
+class RecordingCallbacks:
+    """TaskCallbacks that record what was sent; a token completes once (as on AWS)."""
+
+    def __init__(self) -> None:
+        self.succeeded: dict[str, dict[str, Any]] = {}
+        self.failed: dict[str, tuple[str, str]] = {}
+        self.dead: set[str] = set()
+        self.unavailable = 0
+
+    def _take(self, token: str) -> bool:
+        from chalicelib.domain.errors import UnavailableError
+
+        if self.unavailable > 0:
+            self.unavailable -= 1
+            raise UnavailableError("injected Step Functions outage")
+        return not (token in self.succeeded or token in self.failed or token in self.dead)
+
+    def succeed(self, token: str, output: dict[str, Any]) -> bool:
+        if not self._take(token):
+            return False
+        self.succeeded[token] = output
+        return True
+
+    def fail(self, token: str, error: str, cause: str) -> bool:
+        if not self._take(token):
+            return False
+        self.failed[token] = (error, cause)
+        return True
+
+
+class FakeExecutions:
+    """Executions with a status per ARN that tests set; records starts and stops."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, ExecutionState] = {}
+        self.started: dict[str, str] = {}
+        self.stopped: list[tuple[str, str, str]] = []
+
+    def start(self, name: str, input_json: str) -> str:
+        arn = f"arn:aws:states:us-east-1:123456789012:execution:stagecoach-release:{name}"
+        self.started[name] = input_json
+        self.states[arn] = ExecutionState("RUNNING")
+        return arn
+
+    def describe(self, execution_arn: str) -> ExecutionState | None:
+        return self.states.get(execution_arn)
+
+    def stop(self, execution_arn: str, error: str, cause: str) -> None:
+        self.stopped.append((execution_arn, error, cause))
+        state = self.states.get(execution_arn)
+        if state is not None and state.status == "RUNNING":
+            self.states[execution_arn] = ExecutionState("ABORTED", error, cause, "2026-11-27T12:00:09.000Z")
 
 
 class RecordingExecutions:
@@ -180,13 +386,6 @@ class Ids:
     def __call__(self) -> str:
         self.n += 1
         return f"r{self.n:026d}"
-
-
-class NoApprovals:
-    """ApprovalLookup with nothing waiting."""
-
-    def awaiting_approval(self, stack_id: str) -> dict[str, str]:
-        return {}
 
 
 class CountingMetrics:

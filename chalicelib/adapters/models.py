@@ -79,20 +79,25 @@ class StackModel(Item):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
+    execution_mode = UnicodeAttribute(null=True)
+    uid = UnicodeAttribute(null=True)
 
 
-class StageStateModel(Item):
-    """``STACK#{id}`` / ``STAGE#{name}``: written by the state machine."""
+class LaneModel(Item):
+    """``STACK#{id}`` / ``STAGE#{name}``: the stage's lane, written by the stage coordinator only."""
 
     class Meta(Item.Meta):
         pass
 
-    status = UnicodeAttribute(null=True)
-    lock_owner = UnicodeAttribute(null=True)
-    lock_acquired_at = UnicodeAttribute(null=True)
+    stack_uid = UnicodeAttribute(null=True)
+    holder_json = UnicodeAttribute(null=True)
+    waiters_json = UnicodeAttribute(null=True)
     current_release = MapAttribute[str, Any](null=True)
+    last_outcome = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
     outputs_json = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    lane_version = NumberAttribute(null=True)
 
 
 def plain(value: Any) -> Any:
@@ -156,6 +161,11 @@ class ReleaseModel(Item):
     error = UnicodeAttribute(null=True)
     cause = UnicodeAttribute(null=True)
     failed_stage = UnicodeAttribute(null=True)
+    stack_uid = UnicodeAttribute(null=True)
+    order = UnicodeAttribute(null=True)
+    superseded_by = UnicodeAttribute(null=True)
+    cancelled_by = UnicodeAttribute(null=True)
+    previous_executions = ListAttribute[str](null=True)
 
 
 class KeyModel(Item):
@@ -184,6 +194,8 @@ class StageRunModel(Item):
     no_changes = BooleanAttribute(null=True)
     error = UnicodeAttribute(null=True)
     cause = UnicodeAttribute(null=True)
+    waiting_for = UnicodeAttribute(null=True)
+    superseded_by = UnicodeAttribute(null=True)
 
 
 class BuildTokenModel(Item):

@@ -8,6 +8,7 @@ from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.releases import Release, StageRun
@@ -29,12 +30,22 @@ def release_pk(release_id: str) -> str:
     return f"RELEASE#{release_id}"
 
 
+def releases_of(stack_id: str, stack_uid: str) -> str:
+    """``gsi1`` partition of a stack's releases (a stack re-created with the same id starts empty)."""
+    return f"STACK#{stack_id}#{stack_uid}#RELEASES" if stack_uid else f"STACK#{stack_id}#RELEASES"
+
+
+def activity_key(release: Release) -> str:
+    """``gsi2`` sort key: by stack, then by arrival (PENDING and ACTIVE share it)."""
+    return f"{release.stack_uid}#{release.received_at}#{release.id}"
+
+
 def to_model(release: Release) -> ReleaseModel:
-    """The item of a new release (PENDING releases are in the sparse ``gsi2``)."""
+    """The item of a new release (in the sparse ``gsi2`` as PENDING until its execution starts)."""
     item = ReleaseModel(
         pk=release_pk(release.id),
         sk=RELEASE_SK,
-        gsi1pk=f"STACK#{release.stack_id}#RELEASES",
+        gsi1pk=releases_of(release.stack_id, release.stack_uid),
         gsi1sk=f"{release.received_at}#{release.id}",
         id=release.id,
         stack_id=release.stack_id,
@@ -50,10 +61,12 @@ def to_model(release: Release) -> ReleaseModel:
         execution_arn=release.execution_arn,
         stages=list(release.stages),
         input_json=release.input_json,
+        stack_uid=release.stack_uid or None,
+        order=release.order or None,
     )
     if release.status == "PENDING":
         item.gsi2pk = "PENDING"
-        item.gsi2sk = f"{release.received_at}#{release.id}"
+        item.gsi2sk = activity_key(release)
     return item
 
 
@@ -74,6 +87,8 @@ def run_from_model(item: StageRunModel) -> StageRun:
         no_changes=bool(item.no_changes),
         error=item.error,
         cause=item.cause,
+        waiting_for=item.waiting_for,
+        superseded_by=item.superseded_by,
     )
 
 
@@ -100,6 +115,11 @@ def from_model(item: ReleaseModel) -> Release:
         error=item.error,
         cause=item.cause,
         failed_stage=item.failed_stage,
+        stack_uid=item.stack_uid or "",
+        order=item.order or f"{item.received_at}#{item.id}",
+        superseded_by=item.superseded_by,
+        cancelled_by=item.cancelled_by,
+        previous_executions=tuple(item.previous_executions or ()),
     )
 
 
@@ -165,7 +185,13 @@ class DynamoReleaseRepository:
         return (release, runs) if release is not None else None
 
     def list_for_stack(
-        self, stack_id: str, limit: int, next_token: str | None, status: str | None, ref: str | None
+        self,
+        stack_id: str,
+        limit: int,
+        next_token: str | None,
+        status: str | None,
+        ref: str | None,
+        stack_uid: str = "",
     ) -> Page:
         """Newest first through ``gsi1``; status and ref filter the query."""
         start = decode_token(next_token, {"pk", "sk", "gsi1pk", "gsi1sk"})
@@ -176,7 +202,7 @@ class DynamoReleaseRepository:
             ref_condition = ReleaseModel.ref == ref
             condition = ref_condition if condition is None else condition & ref_condition
         result = ReleaseModel.by_stack.query(
-            f"STACK#{stack_id}#RELEASES",
+            releases_of(stack_id, stack_uid),
             scan_index_forward=False,
             limit=limit,
             last_evaluated_key=start,
@@ -187,9 +213,83 @@ class DynamoReleaseRepository:
         return Page(items, encode_token(result.last_evaluated_key))
 
     def pending_before(self, cutoff: str, limit: int) -> list[str]:
-        """PENDING releases received before ``cutoff`` (the sparse ``gsi2``)."""
-        result = ReleaseModel.pending.query("PENDING", ReleaseModel.gsi2sk < cutoff, limit=limit)
-        return [i.pk.removeprefix("RELEASE#") for i in result]
+        """PENDING releases received before ``cutoff`` (the sparse ``gsi2``; few are ever PENDING)."""
+        found = []
+        for item in ReleaseModel.pending.query("PENDING"):
+            _uid, received_at, _id = (item.gsi2sk or "##").rsplit("#", 2)
+            if received_at < cutoff:
+                found.append(item.pk.removeprefix("RELEASE#"))
+            if len(found) >= limit:
+                break
+        return found
+
+    def started(self) -> list[str]:
+        """Releases in the ``ACTIVE`` index: started, not yet seen to end and free their stages."""
+        return [i.pk.removeprefix("RELEASE#") for i in ReleaseModel.pending.query("ACTIVE")]
+
+    def in_flight(self, stack_uid: str) -> list[Release]:
+        """The stack's PENDING and ACTIVE releases, oldest first."""
+        keys: list[str] = []
+        for kind in ("PENDING", "ACTIVE"):
+            keys.extend(
+                i.pk.removeprefix("RELEASE#")
+                for i in ReleaseModel.pending.query(kind, ReleaseModel.gsi2sk.startswith(f"{stack_uid}#"))
+            )
+        found = [r for r in (self.get(k) for k in keys) if r is not None]
+        return sorted(found, key=lambda r: r.order)
+
+    def end(self, release_id: str, status: str, fields: dict[str, Any]) -> bool:
+        """Final status and fields, only if the release is still PENDING or RUNNING."""
+        actions: list[Action] = [ReleaseModel.status.set(status)]
+        for name, value in fields.items():
+            attribute = getattr(ReleaseModel, name)
+            actions.append(attribute.remove() if value is None else attribute.set(value))
+        try:
+            ReleaseModel(pk=release_pk(release_id), sk=RELEASE_SK).update(
+                actions=actions, condition=ReleaseModel.status.is_in("PENDING", "RUNNING")
+            )
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def settle(self, release_id: str) -> None:
+        """Out of the ``gsi2`` index (PENDING or ACTIVE)."""
+        ReleaseModel(pk=release_pk(release_id), sk=RELEASE_SK).update(
+            actions=[ReleaseModel.gsi2pk.remove(), ReleaseModel.gsi2sk.remove()],
+            condition=ReleaseModel.pk.exists(),
+        )
+
+    def switch_execution(self, release_id: str, current_arn: str, moved: Release) -> bool:
+        """Point the release at the execution that resumes it (conditional on the current one)."""
+        try:
+            ReleaseModel(pk=release_pk(release_id), sk=RELEASE_SK).update(
+                actions=[
+                    ReleaseModel.execution_name.set(moved.execution_name),
+                    ReleaseModel.execution_arn.set(moved.execution_arn),
+                    ReleaseModel.input_json.set(moved.input_json),
+                    ReleaseModel.previous_executions.set(list(moved.previous_executions)),
+                ],
+                condition=ReleaseModel.execution_arn == current_arn,
+            )
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def runs(self, release_id: str) -> dict[str, StageRun]:
+        """The release's stage runs by name."""
+        found = self.get_with_runs(release_id)
+        return found[1] if found else {}
+
+    def stage_run(self, release_id: str, stage: str) -> StageRun | None:
+        """One stage run, read consistently."""
+        try:
+            return run_from_model(StageRunModel.get(release_pk(release_id), f"STAGE#{stage}", consistent_read=True))
+        except StageRunModel.DoesNotExist:
+            return None
 
     def put_build_token(self, release_id: str, token: str, template_key: str) -> None:
         """Remember the build task's token (a retried build task replaces it)."""
@@ -223,11 +323,12 @@ class DynamoReleaseRepository:
             return None
         return run.task_token if run.status == "AWAITING_APPROVAL" and run.task_token else None
 
-    def decide(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
-        """Conditional on the stage still waiting with ``token``: the first decision wins."""
+    def record_decision(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
+        """After the execution resumed: the decision, the token dropped (conditional on that token)."""
         run = StageRunModel(pk=release_pk(release_id), sk=f"STAGE#{stage}")
+        status = "DEPLOYING" if decision["decision"] in ("approved", "auto") else "FAILED"
         actions = [
-            StageRunModel.status.set("PENDING" if decision["decision"] == "approved" else "FAILED"),
+            StageRunModel.status.set(status),
             StageRunModel.task_token.remove(),
         ] + [StageRunModel.approval[key].set(value) for key, value in decision.items()]
         try:
@@ -240,23 +341,3 @@ class DynamoReleaseRepository:
                 return False
             raise
         return True
-
-    def awaiting_approval(self, stack_id: str, scan_releases: int = 25) -> dict[str, str]:
-        """Stage name → id of a running release of the stack that waits for approval there."""
-        running = ReleaseModel.by_stack.query(
-            f"STACK#{stack_id}#RELEASES",
-            scan_index_forward=False,
-            filter_condition=ReleaseModel.status == "RUNNING",
-            page_size=scan_releases,
-            limit=scan_releases,
-        )
-        waiting: dict[str, str] = {}
-        for release in running:
-            runs = StageRunModel.query(
-                release.pk,
-                StageRunModel.sk.startswith("STAGE#"),
-                filter_condition=StageRunModel.status == "AWAITING_APPROVAL",
-            )
-            for run in runs:
-                waiting.setdefault(run.sk.removeprefix("STAGE#"), release.id)
-        return waiting

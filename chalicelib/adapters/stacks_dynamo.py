@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,9 +10,9 @@ from pynamodb.exceptions import DeleteError, PutError
 
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.stacks import Repository, Stack, Stage
-from chalicelib.services.ports import Page, StageState
+from chalicelib.services.ports import Page
 
-from .models import StackModel, StageStateModel, plain
+from .models import LaneModel, StackModel, plain
 from .pagination import decode_token, encode_token
 
 STACK_SK = "#STACK"
@@ -53,6 +52,8 @@ def to_model(stack: Stack) -> StackModel:
         hook_verified_at=stack.hook_verified_at,
         created_at=stack.created_at,
         updated_at=stack.updated_at,
+        execution_mode=stack.execution_mode,
+        uid=stack.uid or None,
     )
 
 
@@ -83,19 +84,8 @@ def from_model(item: StackModel) -> Stack:
         updated_at=item.updated_at,
         version=int(item.version or 0),
         hook_verified_at=item.hook_verified_at,
-    )
-
-
-def state_from_model(item: StageStateModel) -> StageState:
-    """The domain view of a stage-state item."""
-    current = plain(item.current_release) if item.current_release is not None else None
-    return StageState(
-        name=item.sk.removeprefix("STAGE#"),
-        status=item.status or "IDLE",
-        lock_owner=item.lock_owner,
-        current_release=current,
-        outputs=json.loads(item.outputs_json) if item.outputs_json else None,
-        updated_at=item.updated_at,
+        execution_mode=item.execution_mode or "SUPERSEDED",
+        uid=item.uid or "",
     )
 
 
@@ -123,14 +113,15 @@ class DynamoStackRepository:
             item.save()
 
     def delete(self, stack_id: str, expected_version: int) -> None:
-        """Delete the stack (version-checked) and then its stage states."""
+        """Delete the stack (version-checked) and then its lanes (a late coordinator write then fails its
+        check of the stack's uid, so nothing of this stack comes back)."""
         item = StackModel(pk=stack_pk(stack_id), sk=STACK_SK)
         item.version = expected_version
         with _conflict_on_condition(f"stack {stack_id!r} was changed by someone else; read it again and retry"):
             item.delete()
-        with StageStateModel.batch_write() as batch:
-            for state in StageStateModel.query(stack_pk(stack_id), StageStateModel.sk.startswith("STAGE#")):
-                batch.delete(state)
+        with LaneModel.batch_write() as batch:
+            for lane in LaneModel.query(stack_pk(stack_id), LaneModel.sk.startswith("STAGE#")):
+                batch.delete(lane)
 
     def list(self, limit: int, next_token: str | None) -> Page:
         """Stacks by id through the ``gsi1`` index (never a scan)."""
@@ -138,11 +129,6 @@ class DynamoStackRepository:
         result = StackModel.by_kind.query("STACKS", limit=limit, last_evaluated_key=start)
         items = [from_model(i) for i in result]
         return Page(items, encode_token(result.last_evaluated_key))
-
-    def stage_states(self, stack_id: str) -> dict[str, StageState]:
-        """Runtime state of the stack's stages."""
-        query = StageStateModel.query(stack_pk(stack_id), StageStateModel.sk.startswith("STAGE#"))
-        return {s.name: s for s in (state_from_model(i) for i in query)}
 
     def mark_hook_verified(self, stack_id: str, now: str) -> None:
         """Set ``hook_verified_at`` without touching the version."""

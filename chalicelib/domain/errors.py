@@ -57,3 +57,9 @@ class UnsupportedMediaTypeError(StagecoachError):
     """The body is not of a content type the route accepts."""
 
     code = "UnsupportedMediaType"
+
+
+class UnavailableError(StagecoachError):
+    """A service Stagecoach depends on failed for now; nothing was lost and the request can be retried."""
+
+    code = "Unavailable"

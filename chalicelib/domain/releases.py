@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ValidationError
-from .stacks import Stack
+from .stacks import Stack, cfn_stack_name
 from .webhooks import Push, execution_name
 
-RELEASE_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED")
-TERMINAL = ("SUCCEEDED", "FAILED")
-STAGE_STATUSES = ("PENDING", "AWAITING_APPROVAL", "DEPLOYING", "SUCCEEDED", "FAILED", "SKIPPED", "BLOCKED")
+RELEASE_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELLED", "TIMED_OUT")
+ACTIVE = ("PENDING", "RUNNING")
+TERMINAL = ("SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELLED", "TIMED_OUT")
+# PENDING and SKIPPED are derived (no stage-run item); the others are written by the stage coordinator.
+STAGE_STATUSES = (
+    "PENDING",
+    "WAITING",
+    "PREPARING",
+    "AWAITING_APPROVAL",
+    "DEPLOYING",
+    "SUCCEEDED",
+    "FAILED",
+    "BLOCKED",
+    "SUPERSEDED",
+    "CANCELLED",
+    "SKIPPED",
+)
+STAGE_TERMINAL = ("SUCCEEDED", "FAILED", "BLOCKED", "SUPERSEDED", "CANCELLED", "SKIPPED")
+# How an execution that ended outside the state machine's own paths ends its release
+# (StopExecution, States.Runtime, the history limit, the execution timeout).
+EXECUTION_END = {"ABORTED": "CANCELLED", "TIMED_OUT": "TIMED_OUT", "FAILED": "FAILED", "SUCCEEDED": "SUCCEEDED"}
 SHA = re.compile(r"^[0-9a-f]{7,64}$")
 BRANCH = re.compile(r"^[^\s~^:?*\[\\]+$")
 
@@ -31,6 +49,8 @@ class Release:
     execution_name: str
     execution_arn: str
     stages: tuple[str, ...]
+    stack_uid: str = ""
+    order: str = ""
     status: str = "PENDING"
     message: str = ""
     author: str = ""
@@ -42,6 +62,9 @@ class Release:
     error: str | None = None
     cause: str | None = None
     failed_stage: str | None = None
+    superseded_by: str | None = None
+    cancelled_by: str | None = None
+    previous_executions: tuple[str, ...] = ()  # executions it ran in before the current one (resumed)
 
     @property
     def terminal(self) -> bool:
@@ -57,9 +80,14 @@ class PipelineConfig:
     default_role_arn: str
     poll_seconds: int
     build_timeout_seconds: int
-    lock_retry_seconds: int = 2
-    lock_max_attempts: int = 1800
     deploy_timeout_seconds: int = 3600
+    # How long a release may wait for a stage held by others (they may wait days for an approval).
+    stage_wait_timeout_seconds: int = 8 * 24 * 3600
+
+
+def order_key(received_at: str, release_id: str) -> str:
+    """When a commit was received, as a sortable key: releases of later commits have greater keys."""
+    return f"{received_at}#{release_id}"
 
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
@@ -125,6 +153,8 @@ def new_release(
         execution_name=name,
         execution_arn=execution_arn(config.state_machine_arn, name),
         stages=tuple(s.name for s in stack.stages),
+        stack_uid=stack.uid,
+        order=order_key(now, release_id),
         message=push.message if push else "",
         author=push.author if push else "",
         pushed_at=push.pushed_at if push else None,
@@ -133,9 +163,34 @@ def new_release(
 
 
 def _with_input(release: Release, stack: Stack, config: PipelineConfig) -> Release:
-    from dataclasses import replace
-
     return replace(release, input_json=json.dumps(execution_input(stack, release, config), separators=(",", ":")))
+
+
+_RESUMED = re.compile(r"^(?P<base>.*)-r(?P<n>\d+)$")
+EXECUTION_NAME_MAX = 80
+
+
+def continuation(release: Release, state_machine_arn: str) -> Release:
+    """The release moved to a new execution that resumes it where it stood.
+
+    Same input, plus its build when the build succeeded (the state machine then skips Build); stages
+    it already deployed answer "done" when the new execution enters them. The name gets ``-rN``.
+    """
+    data = json.loads(release.input_json)
+    build = release.build or {}
+    if build.get("status") == "SUCCEEDED" and build.get("template_url") and build.get("build_id"):
+        data["build"] = {"build_id": build["build_id"], "template_url": build["template_url"]}
+    match = _RESUMED.match(release.execution_name)
+    base, n = (match.group("base"), int(match.group("n")) + 1) if match else (release.execution_name, 2)
+    suffix = f"-r{n}"
+    name = base[: EXECUTION_NAME_MAX - len(suffix)] + suffix
+    return replace(
+        release,
+        execution_name=name,
+        execution_arn=execution_arn(state_machine_arn, name),
+        input_json=json.dumps(data, separators=(",", ":")),
+        previous_executions=(*release.previous_executions, release.execution_arn),
+    )
 
 
 def stage_tags(stack: Stack, stage: str, release: Release) -> list[dict[str, str]]:
@@ -177,7 +232,7 @@ def execution_input(stack: Stack, release: Release, config: PipelineConfig) -> d
                 "sk": f"STAGE#{stage.name}",
                 "approval": stage.approval,
                 "approval_timeout_seconds": stage.approval_timeout_seconds,
-                "cfn_stack_name": f"{stack.id}-{stage.name}",
+                "cfn_stack_name": cfn_stack_name(stack.id, stage.name),
                 "role_arn": stage.role_arn or config.default_role_arn,
                 "parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(stage.parameters.items())],
                 "tags": stage_tags(stack, stage.name, release),
@@ -186,17 +241,20 @@ def execution_input(stack: Stack, release: Release, config: PipelineConfig) -> d
         ],
         "config": {
             "poll_seconds": config.poll_seconds,
-            "lock_retry_seconds": config.lock_retry_seconds,
-            "lock_max_attempts": config.lock_max_attempts,
             "build_timeout_seconds": config.build_timeout_seconds,
             "deploy_timeout_seconds": config.deploy_timeout_seconds,
+            "stage_wait_timeout_seconds": config.stage_wait_timeout_seconds,
         },
     }
 
 
 def stage_status(release: Release, run_status: str | None) -> str:
-    """A stage's status in a release: its run's status, else PENDING while running, SKIPPED once ended."""
-    if run_status:
+    """A stage's status in a release: its run's status, else PENDING while running, SKIPPED once ended.
+
+    A run left unfinished by a release that ended (the coordinator closes them; this covers the moment
+    in between) shows as SKIPPED too.
+    """
+    if run_status and (run_status in STAGE_TERMINAL or not release.terminal):
         return run_status
     return "SKIPPED" if release.terminal else "PENDING"
 
@@ -215,6 +273,8 @@ class StageRun:
     no_changes: bool = False
     error: str | None = None
     cause: str | None = None
+    waiting_for: str | None = None
+    superseded_by: str | None = None
 
 
 def duration_seconds(started: str | None, ended: str | None) -> float | None:

@@ -10,8 +10,12 @@ from typing import Any
 from .errors import ConflictError, NotFoundError, ValidationError
 
 PROVIDERS = ("github", "gitlab", "bitbucket")
-STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-STACK_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+# Stage names and stack ids never contain "--": it separates them in CloudFormation stack names.
+STAGE_NAME = re.compile(r"^[a-z](?:-?[a-z0-9])*$")
+STAGE_NAME_MAX = 32
+STACK_ID = re.compile(r"^[a-z](?:-?[a-z0-9])*$")
+STACK_ID_MAX = 40
+EXECUTION_MODES = ("SUPERSEDED", "QUEUED")
 FULL_NAME = re.compile(r"^~?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+$")  # "~user/repo": Bitbucket Server personal projects
 REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
@@ -73,6 +77,8 @@ class Stack:
     updated_at: str = ""
     version: int = 0
     hook_verified_at: str | None = None
+    execution_mode: str = "SUPERSEDED"
+    uid: str = ""  # tells this stack from an earlier one deleted with the same id
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``; NotFoundError if there is none."""
@@ -145,8 +151,39 @@ def _clone_url(value: Any, name: str) -> str:
 
 def slugify(text: str) -> str:
     """A stack id from a name: lower case, ``[a-z0-9-]``, at most 40 characters."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:STACK_ID_MAX].strip("-")
     return slug
+
+
+def cfn_stack_name(stack_id: str, stage: str) -> str:
+    """The CloudFormation stack of a stage: ``{stack}--{stage}``.
+
+    Neither part contains ``--`` and stack ids start with a letter, so two (stack, stage) pairs never
+    share a name (``shop-api``/``prod`` → ``shop-api--prod``, ``shop``/``api-prod`` → ``shop--api-prod``).
+    """
+    return f"{stack_id}--{stage}"
+
+
+def _stack_id(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > STACK_ID_MAX or not STACK_ID.match(value):
+        raise ValidationError(
+            f"must start with a letter and use a-z, 0-9 and single '-' (at most {STACK_ID_MAX} characters)", "id"
+        )
+    return value
+
+
+def _stage_name(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) > STAGE_NAME_MAX or not STAGE_NAME.match(value):
+        raise ValidationError(
+            f"must start with a letter and use a-z, 0-9 and single '-' (at most {STAGE_NAME_MAX} characters)", name
+        )
+    return value
+
+
+def _execution_mode(value: Any) -> str:
+    if value not in EXECUTION_MODES:
+        raise ValidationError(f"must be one of {', '.join(EXECUTION_MODES)}", "execution_mode")
+    return str(value)
 
 
 def parse_repository(value: Any, name: str = "repository") -> Repository:
@@ -201,21 +238,27 @@ def parse_stage(value: Any, where: str = "") -> Stage:
     """Validate a new stage."""
     data = _object(value, where.rstrip(".") or "body")
     _reject_unknown(data, STAGE_FIELDS | ({"position", "version"} if not where else set()), where)
-    name = data.get("name")
-    if not isinstance(name, str) or not STAGE_NAME.match(name):
-        raise ValidationError("must match [a-z][a-z0-9-]{0,31}", f"{where}name")
+    name = _stage_name(data.get("name"), f"{where}name")
     return Stage(name=name, **_stage_settings(data, where))
 
 
-def parse_new_stack(body: Any, now: str) -> Stack:
-    """Validate a ``POST /stacks`` body into a new Stack (version 1)."""
+def parse_new_stack(body: Any, now: str, uid: str = "") -> Stack:
+    """Validate a ``POST /stacks`` body into a new Stack (version 1); ``uid`` is the new stack's own."""
     data = _object(body, "body")
-    allowed = {"id", "name", "repository", "branches", "tags", "template_path", "buildspec_path", "stages"}
+    allowed = {
+        "id",
+        "name",
+        "repository",
+        "branches",
+        "tags",
+        "template_path",
+        "buildspec_path",
+        "stages",
+        "execution_mode",
+    }
     _reject_unknown(data, allowed)
     name = _string(data.get("name"), "name", 100)
-    stack_id = data.get("id", slugify(name))
-    if not isinstance(stack_id, str) or not STACK_ID.match(stack_id):
-        raise ValidationError("must be a slug of [a-z0-9-], at most 40 characters", "id")
+    stack_id = _stack_id(data.get("id", slugify(name)))
     raw_stages = data.get("stages")
     if not isinstance(raw_stages, list) or not raw_stages:
         raise ValidationError("a stack needs at least one stage", "stages")
@@ -235,6 +278,8 @@ def parse_new_stack(body: Any, now: str) -> Stack:
         created_at=now,
         updated_at=now,
         version=1,
+        execution_mode=_execution_mode(data["execution_mode"]) if "execution_mode" in data else "SUPERSEDED",
+        uid=uid,
     )
 
 
@@ -265,9 +310,14 @@ def _touch(stack: Stack, now: str, **changes: Any) -> Stack:
 def patch_stack(stack: Stack, body: Any, now: str) -> Stack:
     """Apply a ``PATCH /stacks/{id}`` body; ``version`` must match the stored one."""
     data = _object(body, "body")
-    _reject_unknown(data, {"version", "name", "repository", "branches", "tags", "template_path", "buildspec_path"})
+    _reject_unknown(
+        data,
+        {"version", "name", "repository", "branches", "tags", "template_path", "buildspec_path", "execution_mode"},
+    )
     _check_version(stack, data, required=True)
     changes: dict[str, Any] = {}
+    if "execution_mode" in data:
+        changes["execution_mode"] = _execution_mode(data["execution_mode"])
     if "name" in data:
         changes["name"] = _string(data["name"], "name", 100)
     if "repository" in data:

@@ -11,6 +11,7 @@ causes, stack outputs after a change set).
 from __future__ import annotations
 
 import copy
+import datetime
 import functools
 import threading
 from collections.abc import Callable
@@ -120,6 +121,9 @@ def harden_moto() -> None:
     StepFunctionsParserBackend.start_execution = start_locked  # type: ignore[method-assign]
     _keep_send_task_failure_cause()
     _refresh_stack_after_change_set()
+    _complete_tokens_once()
+    _stop_executions_at_once()
+    _aws_timestamps()
     _hardened = True
 
 
@@ -150,7 +154,7 @@ def _refresh_stack_after_change_set() -> None:
     @functools.wraps(original)
     def execute_change_set(backend: Any, change_set_name: str, stack_name: str | None = None) -> Any:
         result = original(backend, change_set_name, stack_name)
-        change_set = backend.change_sets.get(change_set_name)
+        change_set = backend.describe_change_set(change_set_name)  # by ARN or by name
         if change_set is not None:
             stack = backend.stacks[change_set.stack_id]
             stack.parameters = dict(change_set.parameters)
@@ -166,3 +170,124 @@ def enable_state_machine_execution() -> None:
     from moto.core.config import default_user_config
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
+
+
+def _complete_tokens_once() -> None:
+    """A task token completes once, and only while its execution runs, as on AWS.
+
+    moto 5.2.5 accepts SendTaskSuccess/Failure again on a token that already completed, and on tokens of
+    executions that were stopped. AWS answers ``TaskTimedOut`` ("Provided task does not exist anymore")
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html#API_SendTaskSuccess_Errors).
+    Stagecoach relies on it: whoever completes an approval token first (the approver, or a newer release
+    superseding it) wins.
+    """
+    from moto.stepfunctions.parser.asl.eval.callback.callback import (
+        CallbackConsumerTimeout,
+        CallbackNotifyConsumerError,
+        CallbackPoolManager,
+    )
+    from moto.stepfunctions.parser.backend.execution import ExecutionStatus
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_notify: Callable[..., Any] = CallbackPoolManager.notify
+
+    def notify(self: Any, callback_id: str, outcome: Any) -> bool:
+        with _WRITE_LOCK:
+            endpoint = self.get(callback_id)
+            if endpoint is not None and endpoint.get_outcome() is not None:
+                raise CallbackNotifyConsumerError(callback_consumer_error=CallbackConsumerTimeout())
+            return bool(original_notify(self, callback_id, outcome))
+
+    CallbackPoolManager.notify = notify  # type: ignore[method-assign]
+
+    def running_only(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def only_running(self: Any, *args: Any, **kwargs: Any) -> Any:
+            real = self._get_executions
+
+            def running(execution_status: Any = None) -> Any:
+                return real(ExecutionStatus.RUNNING)
+
+            self._get_executions = running
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                del self._get_executions
+
+        return only_running
+
+    for name in ("send_task_success", "send_task_failure", "send_task_heartbeat"):
+        setattr(StepFunctionsParserBackend, name, running_only(getattr(StepFunctionsParserBackend, name)))
+
+
+def _stop_executions_at_once() -> None:
+    """StopExecution ends the execution before it returns, with its error and cause, as on AWS.
+
+    moto 5.2.5 only flags the execution: it stays RUNNING (without error or cause) until its worker thread
+    notices, which it does not while a task waits for a token. AWS: "Stops an execution" and
+    DescribeExecution then shows ABORTED with the given error and cause
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_StopExecution.html).
+    """
+    import datetime
+
+    from moto.stepfunctions.parser.backend.execution import Execution, ExecutionStatus
+
+    original_stop: Callable[..., Any] = Execution.stop
+
+    def stop(self: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
+        with _WRITE_LOCK:
+            if self.exec_status != ExecutionStatus.RUNNING:
+                return
+            original_stop(self, stop_date, error, cause)
+            self.exec_status = ExecutionStatus.ABORTED
+            self.stop_date = stop_date or datetime.datetime.now(tz=datetime.UTC)
+            self.error, self.cause = error, cause
+            worker = self.exec_worker
+            if worker is not None:
+                pool = worker.env.callback_pool_manager
+                for endpoint in list(pool._pool.values()):
+                    if endpoint.get_outcome() is None:
+                        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackConsumerLeft
+
+                        endpoint.report(CallbackConsumerLeft())
+                        endpoint.interrupt_all()
+
+    Execution.stop = stop  # type: ignore[method-assign]
+
+
+class _AwsDatetime(datetime.datetime):
+    """``isoformat()`` as Step Functions writes ``$$.State.EnteredTime``: milliseconds and ``Z``."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return self.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.microsecond // 1000:03d}Z"
+
+
+def _aws_timestamps() -> None:
+    """Context timestamps and timestamp comparisons as on AWS.
+
+    moto 5.2.5 writes ``$$.State.EnteredTime`` as ``2026-11-27T14:30:00.123456+00:00`` (AWS:
+    ``2026-11-27T14:30:00.123Z``, https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html)
+    and its Timestamp* Choice operators only read ``%Y-%m-%dT%H:%M:%SZ``, so a comparison with fractions of
+    a second or an offset is always false; AWS accepts RFC 3339 timestamps
+    (https://docs.aws.amazon.com/step-functions/latest/dg/state-choice.html).
+    """
+    import types
+
+    from moto.stepfunctions.parser.asl.component.state import state as state_module
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations import (
+        is_operator,
+    )
+
+    clock = types.SimpleNamespace(datetime=_AwsDatetime, timezone=datetime.timezone)
+    state_module.datetime = clock  # type: ignore[assignment]
+
+    def string_to_timestamp(string: str) -> datetime.datetime | None:
+        if not isinstance(string, str) or "T" not in string:
+            return None
+        try:
+            moment = datetime.datetime.fromisoformat(string.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+    is_operator.IsTimestamp.string_to_timestamp = staticmethod(string_to_timestamp)  # type: ignore[method-assign]

@@ -1,8 +1,10 @@
-"""The local event pump: what Lambda's event source mappings and EventBridge do on AWS.
+"""The local event pump: what Lambda's event source mappings, EventBridge and schedules do on AWS.
 
-It long-polls the build queue and the local build-events queue in the emulator and calls the
-handlers defined in ``app.py`` (the same objects Lambda would call) with Lambda-shaped events.
-A message is deleted only after its handler returned; a failing handler leaves it for redelivery.
+It long-polls the build queue, the stage coordinator's FIFO queue and the local build-events queue in
+the emulator and calls the handlers defined in ``app.py`` (the same objects Lambda would call) with
+Lambda-shaped events. A message is deleted only after its handler returned; a failing handler leaves it
+for redelivery. It also watches the release executions and delivers a Step Functions "Execution Status
+Change" event when one ends (EventBridge does that on AWS), and runs the scheduled sweeper.
 """
 
 from __future__ import annotations
@@ -55,6 +57,21 @@ def eventbridge_event(message: dict[str, Any], _queue_arn: str) -> dict[str, Any
     return event
 
 
+def scheduled_event(region: str) -> dict[str, Any]:
+    """The EventBridge event a Rate schedule sends."""
+    return {
+        "version": "0",
+        "id": "local-schedule",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "",
+        "region": region,
+        "resources": [],
+        "detail": {},
+    }
+
+
 def lambda_context(function_name: str) -> Any:
     """A Lambda context object like the one chalice local passes."""
     from chalice.local import LambdaContext
@@ -62,27 +79,112 @@ def lambda_context(function_name: str) -> Any:
     return LambdaContext(function_name, memory_size=512, max_runtime_ms=900_000)
 
 
-class EventPump:
-    """One polling thread per route; ``stop()`` ends them all."""
+def execution_event(execution: dict[str, Any], region: str) -> dict[str, Any]:
+    """The EventBridge "Step Functions Execution Status Change" event of a DescribeExecution result."""
 
-    def __init__(self, routes: list[Route], client: Any) -> None:
+    def when(value: Any) -> Any:
+        return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else value
+
+    detail = {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution["name"],
+        "status": execution["status"],
+        "startDate": when(execution.get("startDate")),
+        "stopDate": when(execution.get("stopDate")),
+        "input": execution.get("input"),
+        "output": execution.get("output"),
+        "error": execution.get("error"),
+        "cause": execution.get("cause"),
+    }
+    return {
+        "version": "0",
+        "id": f"local-{execution['name']}-{execution['status']}",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": execution["executionArn"].split(":")[4],
+        "time": "",
+        "region": region,
+        "resources": [execution["executionArn"]],
+        "detail": detail,
+    }
+
+
+class ExecutionWatcher:
+    """Notices executions of the state machine that stopped running and reports each once."""
+
+    def __init__(self, client: Any, state_machine_arn: str, handler: Handler, region: str) -> None:
+        self._sfn = client
+        self._arn = state_machine_arn
+        self._handler = handler
+        self._region = region
+        self._running: set[str] = set()
+
+    def check(self) -> int:
+        """Deliver an event for every execution that was running at the last check and is not now."""
+        pages = self._sfn.get_paginator("list_executions").paginate(stateMachineArn=self._arn, statusFilter="RUNNING")
+        running = {e["executionArn"] for page in pages for e in page["executions"]}
+        ended = self._running - running
+        self._running = running
+        for arn in sorted(ended):
+            execution = self._sfn.describe_execution(executionArn=arn)
+            self._handler(execution_event(execution, self._region), lambda_context("execution_status_changed"))
+        return len(ended)
+
+
+@dataclass(frozen=True)
+class Ticker:
+    """``action`` every ``seconds`` on its own thread."""
+
+    name: str
+    seconds: float
+    action: Callable[[], Any]
+
+
+class EventPump:
+    """One polling thread per route and per ticker; ``stop()`` ends them all."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        client: Any,
+        tickers: list[Ticker] | None = None,
+        watcher: ExecutionWatcher | None = None,
+    ) -> None:
         self._routes = routes
         self._sqs = client
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._watcher = watcher
+        self._tickers = list(tickers or [])
+        if watcher is not None:
+            self._tickers.append(Ticker("executions", 0.5, watcher.check))
 
     @classmethod
-    def for_app(cls, resources: LocalResources) -> "EventPump":
-        """Routes of the Stagecoach app: build requests → worker, build events → handler."""
+    def for_app(cls, resources: LocalResources, sweep_seconds: float = 10.0) -> "EventPump":
+        """Routes of the Stagecoach app: build requests → worker, stage requests → coordinator, build
+        events → handler; execution ends → reconciler; the sweeper every ``sweep_seconds``."""
         import boto3
 
         import app as app_module
 
         routes = [
             Route("build_worker", resources.build_queue_url, app_module.build_worker, sqs_event),
+            Route("coordinate_stages", resources.stage_queue_url, app_module.coordinate_stages, sqs_event),
             Route("build_state_changed", resources.events_queue_url, app_module.build_state_changed, eventbridge_event),
         ]
-        return cls(routes, boto3.session.Session().client("sqs"))
+        session = boto3.session.Session()
+        watcher = ExecutionWatcher(
+            session.client("stepfunctions"),
+            resources.state_machine_arn,
+            app_module.execution_status_changed,
+            resources.region,
+        )
+
+        def sweep() -> Any:
+            return app_module.sweep_pending_releases(scheduled_event(resources.region), lambda_context("sweep"))
+
+        return cls(routes, session.client("sqs"), [Ticker("sweeper", sweep_seconds, sweep)], watcher)
 
     def start(self) -> None:
         """Start polling."""
@@ -90,6 +192,19 @@ class EventPump:
             thread = threading.Thread(target=self._run, args=(route,), name=f"pump-{route.name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        for ticker in self._tickers:
+            thread = threading.Thread(target=self._tick, args=(ticker,), name=f"pump-{ticker.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _tick(self, ticker: Ticker) -> None:
+        while not self._stop.wait(ticker.seconds):
+            try:
+                ticker.action()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                traceback.print_exc(file=sys.stderr)
 
     def stop(self) -> None:
         """Stop polling and wait for the threads (a handler in progress finishes first)."""
@@ -98,10 +213,13 @@ class EventPump:
             thread.join(timeout=30)
 
     def drain(self, max_rounds: int = 50) -> int:
-        """Deliver what is queued now, synchronously (tests); returns how many messages were handled."""
+        """Deliver what is queued now and the ends of executions, synchronously (tests); returns how many
+        messages and events were handled."""
         handled = 0
         for _ in range(max_rounds):
             round_count = sum(self._poll_once(route, wait_seconds=0) for route in self._routes)
+            if self._watcher is not None:
+                round_count += self._watcher.check()
             handled += round_count
             if not round_count:
                 break

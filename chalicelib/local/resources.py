@@ -76,6 +76,7 @@ class LocalResources:
     events_queue_url: str
     artifact_bucket: str
     state_machine_arn: str
+    stage_queue_url: str = ""
 
     def environment(self) -> dict[str, str]:
         """The app's environment variables for these resources."""
@@ -89,14 +90,18 @@ class LocalResources:
         }
 
 
-def substitutions(region: str, table: str, build_queue_url: str, artifact_bucket: str) -> dict[str, str]:
+def substitutions(
+    region: str, table: str, build_queue_url: str, artifact_bucket: str, stage_queue_url: str
+) -> dict[str, str]:
     """DefinitionSubstitutions of the release state machine in the emulator."""
     return {
         "TableName": table,
         "BuildQueueUrl": build_queue_url,
+        "StageQueueUrl": stage_queue_url,
         "ArtifactBucket": artifact_bucket,
         "Region": region,
     }
+
 
 
 def ensure_resources(session: Any, prefix: str = "stagecoach") -> LocalResources:
@@ -112,6 +117,10 @@ def ensure_resources(session: Any, prefix: str = "stagecoach") -> LocalResources
     sqs = session.client("sqs")
     build_queue_url = sqs.create_queue(QueueName=f"{prefix}-builds")["QueueUrl"]
     events_queue_url = sqs.create_queue(QueueName=f"{prefix}-build-events")["QueueUrl"]
+    stage_queue_url = sqs.create_queue(
+        QueueName=f"{prefix}-stages.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
     bucket = f"{prefix}-artifacts"
     s3 = session.client("s3")
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
@@ -121,7 +130,7 @@ def ensure_resources(session: Any, prefix: str = "stagecoach") -> LocalResources
         else:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     definition = render_definition(
-        RELEASE_DEFINITION.read_text(), substitutions(region, table, build_queue_url, bucket)
+        RELEASE_DEFINITION.read_text(), substitutions(region, table, build_queue_url, bucket, stage_queue_url)
     )
     role_arn = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{prefix}-state-machine"
     sfn = session.client("stepfunctions")
@@ -140,4 +149,5 @@ def ensure_resources(session: Any, prefix: str = "stagecoach") -> LocalResources
         events_queue_url=events_queue_url,
         artifact_bucket=bucket,
         state_machine_arn=arn,
+        stage_queue_url=stage_queue_url,
     )

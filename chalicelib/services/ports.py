@@ -2,22 +2,60 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..domain.deploys import ChangeSetSnapshot, StackSnapshot
+from ..domain.lanes import Lane
+from ..domain.releases import Release
 from ..domain.stacks import Stack
 
 
 @dataclass(frozen=True)
 class StageState:
-    """What the pipeline last did to a stage (written by the state machine)."""
+    """A stage of a stack as the stage coordinator keeps it: its lane, its last outcome and outputs."""
 
-    name: str
-    status: str = "IDLE"
-    lock_owner: str | None = None
-    current_release: dict[str, Any] | None = None
+    lane: Lane
+    last_outcome: str | None = None
     outputs: list[dict[str, Any]] | None = None
     updated_at: str | None = None
+
+    @property
+    def status(self) -> str:
+        """What the stage does now (the holder's phase), else how its last deploy ended, else IDLE."""
+        return self.lane.holder.phase if self.lane.holder else (self.last_outcome or "IDLE")
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """Fields to set on one stage run (a None value removes the attribute)."""
+
+    release_id: str
+    stage: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LaneChange:
+    """One atomic write of the coordinator: a lane (conditional on the version it was read at) and runs."""
+
+    stack_uid: str
+    lane: Lane
+    runs: tuple[RunUpdate, ...] = ()
+    last_outcome: str | None = None
+    outputs: list[dict[str, Any]] | None = None
+    now: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionState:
+    """What Step Functions says of an execution."""
+
+    status: str
+    error: str | None = None
+    cause: str | None = None
+    stopped_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,9 +84,6 @@ class StackRepository(Protocol):
     def list(self, limit: int, next_token: str | None) -> Page:
         """Stacks ordered by id; ValidationError for a token that is not ours."""
 
-    def stage_states(self, stack_id: str) -> dict[str, StageState]:
-        """Runtime state of the stack's stages, by name."""
-
     def mark_hook_verified(self, stack_id: str, now: str) -> None:
         """Record a verified provider test delivery (does not change the version)."""
 
@@ -66,12 +101,39 @@ class ReleaseRepository(Protocol):
         """The release and its stage runs by name, or None."""
 
     def list_for_stack(
-        self, stack_id: str, limit: int, next_token: str | None, status: str | None, ref: str | None
+        self,
+        stack_id: str,
+        limit: int,
+        next_token: str | None,
+        status: str | None,
+        ref: str | None,
+        stack_uid: str = "",
     ) -> Page:
-        """A stack's releases, newest first (a query on the stack's release index)."""
+        """A stack's releases (this incarnation of the stack id), newest first."""
 
     def pending_before(self, cutoff: str, limit: int) -> list[str]:
         """Ids of releases still PENDING that were received before ``cutoff``."""
+
+    def started(self) -> list[str]:
+        """Ids of releases whose execution started and was not yet seen to end (the ``ACTIVE`` index)."""
+
+    def in_flight(self, stack_uid: str) -> list[Release]:
+        """The stack's releases that are PENDING or whose execution was not yet seen to end, oldest first."""
+
+    def end(self, release_id: str, status: str, fields: dict[str, Any]) -> bool:
+        """Set a final status (and fields) if the release is still PENDING or RUNNING; False otherwise."""
+
+    def switch_execution(self, release_id: str, current_arn: str, moved: Release) -> bool:
+        """Point the release at a new execution if it is still on ``current_arn``; False otherwise."""
+
+    def settle(self, release_id: str) -> None:
+        """Take the release out of the ``ACTIVE`` index: its execution ended and it holds no stage."""
+
+    def runs(self, release_id: str) -> dict[str, Any]:
+        """The release's stage runs by name."""
+
+    def stage_run(self, release_id: str, stage: str) -> Any | None:
+        """One stage run, or None."""
 
 
 class Executions(Protocol):
@@ -79,6 +141,12 @@ class Executions(Protocol):
 
     def start(self, name: str, input_json: str) -> str:
         """Start (idempotent by name and input); returns the execution ARN."""
+
+    def describe(self, execution_arn: str) -> ExecutionState | None:
+        """The execution's status, or None if it does not exist."""
+
+    def stop(self, execution_arn: str, error: str, cause: str) -> None:
+        """StopExecution; an execution that already ended is not an error."""
 
 
 class SecretStore(Protocol):
@@ -107,11 +175,11 @@ class Builder(Protocol):
 class TaskCallbacks(Protocol):
     """Completes Step Functions callback tasks."""
 
-    def succeed(self, token: str, output: dict[str, Any]) -> None:
-        """SendTaskSuccess; a token that already completed is not an error."""
+    def succeed(self, token: str, output: dict[str, Any]) -> bool:
+        """SendTaskSuccess; False if the task had already completed (or its execution ended)."""
 
-    def fail(self, token: str, error: str, cause: str) -> None:
-        """SendTaskFailure; a token that already completed is not an error."""
+    def fail(self, token: str, error: str, cause: str) -> bool:
+        """SendTaskFailure; False if the task had already completed (or its execution ended)."""
 
 
 class BuildRecords(Protocol):
@@ -128,13 +196,43 @@ class BuildRecords(Protocol):
 
 
 class ApprovalRecords(Protocol):
-    """Approval requests stored by the state machine on a release's stage run."""
+    """Approval requests stored by the stage coordinator on a release's stage run."""
 
     def waiting_token(self, release_id: str, stage: str) -> str | None:
         """The task token if the stage is AWAITING_APPROVAL, else None."""
 
-    def decide(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
-        """Record the decision if the stage still waits with that token; False if someone else decided."""
+    def record_decision(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
+        """After the execution resumed: record the decision and drop the token (False if already done)."""
+
+
+class LaneStore(Protocol):
+    """The stages' lanes (who holds, who waits, what runs), written by the stage coordinator."""
+
+    def lane(self, stack_id: str, stage: str) -> Lane:
+        """The lane (an empty one at version 0 if the stage never had a release)."""
+
+    def states(self, stack_id: str) -> dict[str, StageState]:
+        """Every stage of the stack that has a lane, by name."""
+
+    def commit(self, change: LaneChange) -> None:
+        """Write the lane and the runs atomically; ConflictError if the lane moved since it was read or
+        the stack is no longer the one with ``stack_uid``."""
+
+
+class CloudFormation(Protocol):
+    """What the coordinator reads and cleans up in CloudFormation."""
+
+    def stack(self, name: str) -> StackSnapshot:
+        """The stack (status None if it does not exist)."""
+
+    def change_set(self, stack_name: str, change_set_name: str) -> ChangeSetSnapshot | None:
+        """The change set, or None if it does not exist."""
+
+    def delete_change_set(self, stack_name: str, change_set_name: str) -> None:
+        """Delete a change set that will not be executed (missing is fine)."""
+
+    def delete_stack(self, name: str, role_arn: str) -> None:
+        """Start deleting a stack (a stack that never got created)."""
 
 
 class ExecutionHistory(Protocol):
@@ -149,13 +247,6 @@ class LogStore(Protocol):
 
     def read(self, url: str) -> str | None:
         """The text at an ``s3://bucket/key`` pointer, or None."""
-
-
-class ApprovalLookup(Protocol):
-    """Which stages of a stack have a release waiting for approval."""
-
-    def awaiting_approval(self, stack_id: str) -> dict[str, str]:
-        """Stage name → release id."""
 
 
 class Metrics(Protocol):

@@ -75,7 +75,8 @@ class ReleaseQueries:
         if ref is not None and not ref.startswith("refs/"):
             ref = f"refs/heads/{ref}"
         page_size = parse_limit(limit)
-        if self._stacks.get(stack_id) is None:
+        stack = self._stacks.get(stack_id)
+        if stack is None:
             raise NotFoundError(f"stack {stack_id!r} does not exist")
-        page = self._releases.list_for_stack(stack_id, page_size, next_token, status, ref)
+        page = self._releases.list_for_stack(stack_id, page_size, next_token, status, ref, stack.uid)
         return {"releases": [release_summary(r) for r in page.items], "next_token": page.next_token}

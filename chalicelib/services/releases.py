@@ -14,6 +14,7 @@ from ..domain.errors import NotFoundError, UnauthorizedError
 from ..domain.releases import (
     PipelineConfig,
     Release,
+    continuation,
     delivery_key,
     manual_ref,
     new_release,
@@ -145,6 +146,14 @@ class ReleaseStarter:
             self._metrics.count("ExecutionStartFailed")
             log.exception("StartExecution failed; release %s stays PENDING for the sweeper", release.id)
         return _summary(release)
+
+    def resume(self, release: Release) -> str:
+        """Start a new execution for a RUNNING release whose execution was lost (a restarted emulator)."""
+        moved = continuation(release, self._config().state_machine_arn)
+        if not self._releases.switch_execution(release.id, release.execution_arn, moved):
+            return release.execution_arn  # someone else resumed it first
+        self._executions.start(moved.execution_name, moved.input_json)
+        return moved.execution_arn
 
     def sweep(self) -> list[str]:
         """Start every release still PENDING a minute after it was received; returns their ids."""

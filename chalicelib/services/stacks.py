@@ -3,41 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from ..domain import lanes
 from ..domain import stacks as domain
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
-from ..domain.releases import flat_outputs
+from ..domain.releases import STAGE_TERMINAL, Release, flat_outputs
 from ..domain.stacks import Stack
-from .ports import ApprovalLookup, Page, SecretStore, StackRepository, StageState
+from .ports import LaneStore, Page, ReleaseRepository, SecretStore, StackRepository, StageState
 
 MAX_PAGE = 100
 ROTATION_GRACE_SECONDS = 3600
 
 
-def stack_view(
-    stack: Stack, states: dict[str, StageState] | None = None, waiting: dict[str, str] | None = None
-) -> dict[str, Any]:
+class ReleaseCanceller(Protocol):
+    """Cancels a release (the reconciler)."""
+
+    def cancel(self, release_id: str, body: Any, actor: str) -> dict[str, Any]:
+        """Stop the release; it ends CANCELLED."""
+
+
+def _current(deployed: lanes.Deployed | None) -> dict[str, Any] | None:
+    if deployed is None:
+        return None
+    return {
+        "release_id": deployed.release_id,
+        "sha": deployed.sha,
+        "message": deployed.message,
+        "deployed_at": deployed.deployed_at,
+    }
+
+
+def stack_view(stack: Stack, states: dict[str, StageState] | None = None) -> dict[str, Any]:
     """The JSON form of a stack, stages in release order with their runtime state (the pipeline view)."""
     states = states or {}
-    waiting = waiting or {}
     stages = []
     for position, stage in enumerate(stack.stages):
-        state = states.get(stage.name, StageState(stage.name))
+        state = states.get(stage.name, StageState(lanes.Lane(stack.id, stage.name)))
+        holder = state.lane.holder
         stages.append(
             {
                 **stage.to_dict(),
                 "position": position,
                 "status": state.status,
-                "locked_by": state.lock_owner,
-                "current_release": state.current_release,
+                "locked_by": holder.release_id if holder else None,
+                "waiting": [w.release_id for w in state.lane.waiters],
+                "current_release": _current(state.lane.deployed),
                 "outputs": flat_outputs(state.outputs),
-                "awaiting_approval": waiting.get(stage.name),
+                "awaiting_approval": holder.release_id if holder and holder.phase == lanes.AWAITING_APPROVAL else None,
             }
         )
     return {
         "id": stack.id,
         "name": stack.name,
+        "execution_mode": stack.execution_mode,
         "repository": stack.repository.to_dict(),
         "branches": list(stack.branches),
         "tags": list(stack.tags),
@@ -64,12 +83,22 @@ class StackService:
     """Create, read, change and delete stacks and their stages."""
 
     def __init__(
-        self, stacks: StackRepository, secrets: SecretStore, approvals: ApprovalLookup, clock: Callable[[], str]
+        self,
+        stacks: StackRepository,
+        secrets: SecretStore,
+        lanes_store: LaneStore,
+        releases: ReleaseRepository,
+        clock: Callable[[], str],
+        new_id: Callable[[str], str],
+        canceller: Callable[[], ReleaseCanceller] | None = None,
     ) -> None:
         self._stacks = stacks
         self._secrets = secrets
-        self._approvals = approvals
+        self._lanes = lanes_store
+        self._releases = releases
         self._clock = clock
+        self._new_id = new_id
+        self._canceller = canceller
 
     def load(self, stack_id: str) -> Stack:
         """The stack or NotFoundError."""
@@ -80,7 +109,7 @@ class StackService:
 
     def create(self, body: Any) -> dict[str, Any]:
         """Validate and store a new stack and its webhook secret; the only response showing the secret."""
-        stack = domain.parse_new_stack(body, self._clock())
+        stack = domain.parse_new_stack(body, self._clock(), uid=self._new_id("s"))
         self._stacks.create(stack)
         try:
             secret = self._secrets.create(stack.id)
@@ -103,7 +132,7 @@ class StackService:
     def show(self, stack_id: str) -> dict[str, Any]:
         """A stack with the runtime state of its stages."""
         stack = self.load(stack_id)
-        return stack_view(stack, self._stacks.stage_states(stack_id), self._approvals.awaiting_approval(stack_id))
+        return stack_view(stack, self._lanes.states(stack_id))
 
     def list(self, limit: str | None, next_token: str | None) -> dict[str, Any]:
         """A page of stacks."""
@@ -128,18 +157,45 @@ class StackService:
         """Change or move a stage."""
         return self._change(stack_id, lambda s: domain.update_stage(s, name, body, self._clock()))
 
-    def remove_stage(self, stack_id: str, name: str, body: Any) -> dict[str, Any]:
-        """Remove a stage (never the last one)."""
+    def remove_stage(self, stack_id: str, name: str, body: Any, force: bool = False, actor: str = "") -> dict[str, Any]:
+        """Remove a stage (never the last one); releases still to deploy it block it unless ``force``."""
+        stack = self.load(stack_id)
+        domain.remove_stage(stack, name, body, self._clock())  # validate before cancelling anything
+        self._clear_way(stack, force, actor, f"remove stage {name!r} of", stage=name)
         return self._change(stack_id, lambda s: domain.remove_stage(s, name, body, self._clock()))
 
-    def delete(self, stack_id: str) -> None:
-        """Delete a stack unless one of its stages is being deployed."""
+    def delete(self, stack_id: str, force: bool = False, actor: str = "") -> None:
+        """Delete a stack; releases in flight block it unless ``force``, which cancels them first."""
         stack = self.load(stack_id)
-        busy = [s.name for s in self._stacks.stage_states(stack_id).values() if s.lock_owner]
-        if busy:
-            raise ConflictError(f"stack {stack_id!r} is deploying to {', '.join(busy)}; try again when it ends")
+        self._clear_way(stack, force, actor, "delete stack")
         self._stacks.delete(stack_id, expected_version=stack.version)
         self._secrets.delete(stack_id)
+
+    def _clear_way(self, stack: Stack, force: bool, actor: str, what: str, stage: str | None = None) -> None:
+        """Releases in flight (for ``stage``: that still have it to deploy) → 409, or cancelled with ``force``."""
+        blocking = [r for r in self._releases.in_flight(stack.uid) if not r.terminal and self._concerns(r, stage)]
+        if not blocking:
+            return
+        ids = ", ".join(r.id for r in blocking)
+        if not force or self._canceller is None:
+            raise ConflictError(
+                f"cannot {what} {stack.id!r}: release(s) {ids} in flight; wait for them, cancel them, "
+                "or repeat with ?force=true to cancel them"
+            )
+        canceller = self._canceller()
+        for release in blocking:
+            try:
+                canceller.cancel(release.id, {"reason": f"forced: {what} {stack.id}"}, actor or "stagecoach")
+            except ConflictError:
+                continue  # it ended meanwhile
+
+    def _concerns(self, release: Release, stage: str | None) -> bool:
+        if stage is None:
+            return True
+        if stage not in release.stages:
+            return False
+        run = self._releases.stage_run(release.id, stage)
+        return run is None or run.status not in STAGE_TERMINAL
 
 
 def webhook_urls(stack_id: str) -> dict[str, str]:

@@ -47,11 +47,14 @@ def example_repo(tmp: Path, break_build: bool = False, buildspec: str | None = N
     return repo, git(repo, "rev-parse", "HEAD")
 
 
-def create_stack(client: Any, repo: Path, stack_id: str = "hello", approval_on_prod: bool = True) -> str:
+def create_stack(
+    client: Any, repo: Path, stack_id: str = "hello", approval_on_prod: bool = True, mode: str = "SUPERSEDED"
+) -> str:
     """Create the example's stack (dev → test → prod); returns the webhook secret."""
     body = {
         "id": stack_id,
         "name": "Hello",
+        "execution_mode": mode,
         "repository": {"provider": "github", "full_name": "acme/hello", "clone_url": str(repo)},
         "stages": [
             {"name": "dev", "parameters": {"Stage": "dev"}},
@@ -92,8 +95,8 @@ def run_until(client: Any, pump: Any, release_id: str, done: Any, timeout: float
 
 
 def ended(current: dict[str, Any]) -> bool:
-    """The release is SUCCEEDED or FAILED."""
-    return current["status"] in ("SUCCEEDED", "FAILED")
+    """The release has ended (SUCCEEDED, FAILED, SUPERSEDED, CANCELLED, TIMED_OUT)."""
+    return current["status"] not in ("PENDING", "RUNNING")
 
 
 def awaiting(stage: str) -> Any:

@@ -257,11 +257,12 @@ def test_failed_start_is_resumed_by_next_delivery_and_by_sweeper(client: Any, aw
     # The other release is still PENDING; a minute later the sweeper starts it, exactly once.
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     key = {"pk": {"S": f"RELEASE#{second.json_body['release_id']}"}, "sk": {"S": "#RELEASE"}}
+    uid, _received, release_id = ddb.get_item(TableName=aws.table, Key=key)["Item"]["gsi2sk"]["S"].split("#")
     ddb.update_item(
         TableName=aws.table,
         Key=key,
         UpdateExpression="SET gsi2sk = :old",
-        ExpressionAttributeValues={":old": {"S": "2000-01-01T00:00:00.000Z"}},
+        ExpressionAttributeValues={":old": {"S": f"{uid}#2000-01-01T00:00:00.000Z#{release_id}"}},
     )
     swept = client.lambda_.invoke(
         "sweep_pending_releases",

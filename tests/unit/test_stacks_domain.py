@@ -9,7 +9,15 @@ import pytest
 from chalicelib.domain import stacks as domain
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.services.stacks import StackService, parse_limit
-from tests.fakes import FixedClock, InMemorySecretStore, InMemoryStackRepository, NoApprovals, stack_body
+from tests.fakes import (
+    FixedClock,
+    Ids,
+    InMemoryLaneStore,
+    InMemoryReleaseRepository,
+    InMemorySecretStore,
+    InMemoryStackRepository,
+    stack_body,
+)
 
 NOW = "2026-11-27T12:00:00.000Z"
 
@@ -120,9 +128,15 @@ def test_patch_requires_matching_version() -> None:
     assert patched.version == 2
 
 
+def stack_service(repo: InMemoryStackRepository) -> StackService:
+    releases = InMemoryReleaseRepository()
+    lanes = InMemoryLaneStore(repo, releases)
+    return StackService(repo, InMemorySecretStore(), lanes, releases, FixedClock(NOW), lambda prefix: Ids()())
+
+
 def test_service_writes_nothing_on_invalid_input() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    service = stack_service(repo)
     with pytest.raises(ValidationError):
         service.create(stack_body(stages=[]))
     service.create(stack_body())
@@ -137,7 +151,7 @@ def test_service_writes_nothing_on_invalid_input() -> None:
 
 def test_service_conflicts_on_duplicate_id_and_stale_version() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    service = stack_service(repo)
     service.create(stack_body())
     with pytest.raises(ConflictError):
         service.create(stack_body())
@@ -149,7 +163,7 @@ def test_service_conflicts_on_duplicate_id_and_stale_version() -> None:
 
 def test_service_view_lists_stages_in_order_with_positions() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    service = stack_service(repo)
     service.create(stack_body())
     view = service.update_stage("hello", "test", {"position": 0})
     assert [(s["name"], s["position"]) for s in view["stages"]] == [("test", 0), ("dev", 1), ("prod", 2)]
@@ -159,7 +173,7 @@ def test_service_view_lists_stages_in_order_with_positions() -> None:
 
 def test_service_paginates() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    service = stack_service(repo)
     for i in range(5):
         service.create(stack_body(name=f"svc {i}"))
     first = service.list("2", None)
