@@ -96,9 +96,10 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return f"{prefix}:execution:{machine}:{name}"
 
 
-def push_key(stack_id: str, ref: str, sha: str) -> str:
-    """Dedup key of a pushed commit: one release per (stack, ref, sha)."""
-    return f"PUSH#{stack_id}#{ref}#{sha}"
+def push_key(stack: Stack, ref: str, sha: str) -> str:
+    """Dedup key of a pushed commit: one release per (stack, ref, sha); a stack re-created with the
+    same id is another stack (its ``uid`` differs)."""
+    return f"PUSH#{stack.id}#{stack.uid}#{ref}#{sha}" if stack.uid else f"PUSH#{stack.id}#{ref}#{sha}"
 
 
 def delivery_key(provider: str, delivery_id: str, ref: str | None = None) -> str:

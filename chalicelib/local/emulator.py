@@ -121,6 +121,7 @@ def harden_moto() -> None:
     StepFunctionsParserBackend.start_execution = start_locked  # type: ignore[method-assign]
     _keep_send_task_failure_cause()
     _refresh_stack_after_change_set()
+    _one_stack_per_name()
     _complete_tokens_once()
     _stop_executions_at_once()
     _aws_timestamps()
@@ -163,6 +164,34 @@ def _refresh_stack_after_change_set() -> None:
         return result
 
     CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign,assignment]
+
+
+def _one_stack_per_name() -> None:
+    """A CREATE change set goes on the stack of that name if it is REVIEW_IN_PROGRESS (AWS reuses it).
+
+    moto 5.2.5 makes a second stack object with the same name for every CREATE change set, and
+    DescribeStacks then shows the first one, REVIEW_IN_PROGRESS for ever. AWS: "To create a change set
+    for a stack that doesn't exist … CloudFormation creates the stack with REVIEW_IN_PROGRESS"; creating
+    another for an existing live stack is refused
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateChangeSet.html).
+    """
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original: Callable[..., Any] = CloudFormationBackend.create_change_set
+
+    @functools.wraps(original)
+    def create_change_set(backend: Any, stack_name: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("change_set_type", args[4] if len(args) > 4 else "UPDATE") == "CREATE":
+            for stack_id, stack in list(backend.stacks.items()):
+                if stack.name != stack_name:
+                    continue
+                if stack.status != "REVIEW_IN_PROGRESS":
+                    raise ValidationError(stack_name, message=f"Stack [{stack_name}] already exists")
+                del backend.stacks[stack_id]
+        return original(backend, stack_name, *args, **kwargs)
+
+    CloudFormationBackend.create_change_set = create_change_set  # type: ignore[method-assign]
 
 
 def enable_state_machine_execution() -> None:
@@ -253,6 +282,31 @@ def _stop_executions_at_once() -> None:
                         endpoint.interrupt_all()
 
     Execution.stop = stop  # type: ignore[method-assign]
+
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    original_reflect: Callable[..., Any] = BaseExecutionWorkerCommunication._reflect_execution_status
+
+    def reflect(self: Any) -> None:
+        # The worker thread of a stopped execution unwinds later (its waiting task is interrupted):
+        # whatever it ends with, the execution stays ABORTED with the error and cause StopExecution gave.
+        if self.execution.exec_status == ExecutionStatus.ABORTED:
+            return
+        original_reflect(self)
+
+    BaseExecutionWorkerCommunication._reflect_execution_status = reflect  # type: ignore[method-assign]
+
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def stop_execution(self: Any) -> Any:
+        # moto 5.2.5 drops StopExecution's error and cause; DescribeExecution must show them.
+        execution = self.stepfunction_backend.stop_execution(self._get_param("executionArn"))
+        with _WRITE_LOCK:
+            execution.error, execution.cause = self._get_param("error"), self._get_param("cause")
+        return ActionResult({"stopDate": execution.stop_date})
+
+    StepFunctionResponse.stop_execution = stop_execution  # type: ignore[method-assign]
 
 
 class _AwsDatetime(datetime.datetime):

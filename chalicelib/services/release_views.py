@@ -36,6 +36,8 @@ def stage_view(release: Release, name: str, position: int, run: StageRun | None)
             "no_changes": False,
             "error": None,
             "cause": None,
+            "waiting_for": None,
+            "superseded_by": None,
         }
     return {
         **view,
@@ -48,6 +50,8 @@ def stage_view(release: Release, name: str, position: int, run: StageRun | None)
         "no_changes": run.no_changes,
         "error": run.error,
         "cause": run.cause,
+        "waiting_for": run.waiting_for if status == "WAITING" else None,
+        "superseded_by": run.superseded_by,
     }
 
 
@@ -89,6 +93,8 @@ def release_view(release: Release, runs: dict[str, StageRun] | None = None) -> d
         "failed_stage": release.failed_stage,
         "error": release.error,
         "cause": release.cause,
+        "superseded_by": release.superseded_by,
+        "cancelled_by": release.cancelled_by,
         "execution_name": release.execution_name,
         "execution_arn": release.execution_arn,
         "console_url": console_url(release.execution_arn),

@@ -82,7 +82,7 @@ class ReleaseStarter:
             if reason:
                 reasons.append(reason)
                 continue
-            keys = [push_key(stack.id, push.ref, push.sha)]
+            keys = [push_key(stack, push.ref, push.sha)]
             if delivery.delivery_id:
                 keys.append(delivery_key(delivery.provider, delivery.delivery_id, push.ref))
             results.append(self._create_and_start(stack, keys, push=push))
@@ -118,7 +118,7 @@ class ReleaseStarter:
         stack = self._stacks.get(stack_id)
         if stack is None:
             raise NotFoundError(f"stack {stack_id!r} does not exist")
-        keys = [delivery_key("manual", f"{stack_id}#{idempotency_key}")] if idempotency_key else []
+        keys = [delivery_key("manual", f"{stack_id}#{stack.uid}#{idempotency_key}")] if idempotency_key else []
         return self._create_and_start(stack, keys, ref=ref, sha=sha)
 
     # ------------------------------------------------------------------ shared path

@@ -503,9 +503,9 @@ class StageCoordinator:
                     now=now,
                 )
             )
-        self._effects(effects)
+        self._effects(effects, lane)
 
-    def _effects(self, effects: _Effects) -> None:
+    def _effects(self, effects: _Effects, lane: Lane) -> None:
         for release_id, status, fields in effects.ends:
             self._releases.end(release_id, status, fields)
             self._metrics.count(f"Release{status.title()}")
@@ -515,20 +515,21 @@ class StageCoordinator:
             self._callbacks.fail(token, error, cause)
         for target in effects.discard:
             try:
-                self._discard(target)
+                self._discard(target, keep_stack=lane.holder is not None)
             except Exception:  # clean-up only: a leftover change set is never executed
                 log.warning("could not delete change set %s of %s", target.change_set_name, target.cfn_stack_name)
         for stack_name, role_arn in effects.delete_stacks:
             self._cfn.delete_stack(stack_name, role_arn)
 
-    def _discard(self, target: Target) -> None:
+    def _discard(self, target: Target, keep_stack: bool) -> None:
         """Delete a change set that will not be executed, and the empty stack a CREATE change set made.
 
         Deleting a CREATE change set leaves its stack in REVIEW_IN_PROGRESS with no resources
-        (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DeleteChangeSet.html).
+        (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DeleteChangeSet.html);
+        it stays when another release now holds the stage (its own CREATE change set goes on it).
         """
         self._cfn.delete_change_set(target.cfn_stack_name, target.change_set_name)
-        if self._cfn.stack(target.cfn_stack_name).status == "REVIEW_IN_PROGRESS":
+        if not keep_stack and self._cfn.stack(target.cfn_stack_name).status == "REVIEW_IN_PROGRESS":
             self._cfn.delete_stack(target.cfn_stack_name, target.role_arn)
 
 

@@ -439,7 +439,7 @@ def test_cancel_is_idempotent_and_refuses_ended_releases() -> None:
     from chalicelib.domain.errors import ConflictError, NotFoundError
 
     world = World()
-    recon, executions = reconciler(world)
+    recon, _executions = reconciler(world)
     r1 = world.release(1)
     first = recon.cancel(r1, None, "alice")
     assert recon.cancel(r1, None, "bob") == first
