@@ -186,6 +186,7 @@ def _resource_schema(region: str, resource_type: str) -> dict[str, Any] | None:
     return {
         "getatts": list(schema.get_atts.keys()),
         "createOnlyProperties": schema.schema.get("createOnlyProperties", []),
+        "taggable": bool((schema.schema.get("tagging") or {}).get("taggable")),
     }
 
 
@@ -380,11 +381,14 @@ def resource_changes(
     new_parameters: Mapping[str, str],
     physical_ids: Mapping[str, str] | None = None,
     region: str = _DEFAULT_REGION,
+    tags_changed: bool = False,
 ) -> list[dict[str, Any]]:
     """DescribeChangeSet ``Changes[].ResourceChange`` of going from ``old`` to ``new``: Add, Remove, and Modify
-    (direct edits, or a changed parameter the resource refers to) with Scope, Details and Replacement.
+    (direct edits, a changed parameter the resource refers to, or new stack tags, which CloudFormation
+    propagates to every taggable resource) with Scope, Details and Replacement.
 
     https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ResourceChange.html
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-resource-tags.html
     """
     physical_ids = physical_ids or {}
     before = old.get("Resources") or {}
@@ -396,6 +400,14 @@ def resource_changes(
             changes.append({"Action": "Add", "LogicalResourceId": name, "ResourceType": resource["Type"]})
             continue
         details = _details(before[name], resource, changed, region)
+        if tags_changed and (_resource_schema(region, resource["Type"]) or {}).get("taggable"):
+            details.append(
+                {
+                    "Target": {"Attribute": "Tags", "RequiresRecreation": "Never"},
+                    "Evaluation": "Static",
+                    "ChangeSource": "DirectModification",
+                }
+            )
         if details:
             change = {
                 "Action": "Modify",

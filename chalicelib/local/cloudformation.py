@@ -503,17 +503,15 @@ def _add_change_set(
         role_arn=request.role_arn,
     )
     old_values = _deployed_parameters(stack, old_document) if request.change_set_type == "UPDATE" else {}
+    tags_changed = bool(request.tags) and request.tags != stack.tags
     change_set.changes = cfn_templates.resource_changes(  # type: ignore[assignment]
-        old_document, old_values, document, values, _physical_ids(stack), backend.region_name
+        old_document, old_values, document, values, _physical_ids(stack), backend.region_name, tags_changed
     )
     change_set.capabilities = list(request.capabilities)  # type: ignore[attr-defined]
     change_set.status, change_set.execution_status, change_set.status_reason = "CREATE_PENDING", "UNAVAILABLE", None
-    unchanged = (
-        request.change_set_type == "UPDATE"
-        and document == old_document
-        and values == old_values
-        and (not request.tags or request.tags == stack.tags)
-    )
+    # Only the same template, parameters and tags make no change: new stack tags update the taggable resources.
+    unchanged = request.change_set_type == "UPDATE" and document == old_document and values == old_values
+    unchanged = unchanged and not tags_changed
     backend.change_sets[change_set.change_set_id] = change_set
     _state(backend).change_sets[change_set.change_set_id] = ChangeSetCreation(
         stack_id=stack.stack_id,
