@@ -676,16 +676,18 @@ def _apply(backend: Any, stack: Any, change_set: Any) -> Failure | None:
     exports); on any error put everything back and return the failure (never raise: a deploy that fails is
     a rollback, not a 500)."""
     snapshot = _snapshot(backend, stack)
+    resource: str | None = None
     try:
-        change_set.apply()
-        _refresh(backend, stack, change_set)
+        try:
+            change_set.apply()
+        except Exception as error:
+            changed = [c["LogicalResourceId"] for c in change_set.changes]
+            resource = getattr(error, "_stagecoach_resource", None) or (changed[0] if changed else None)
+            raise
+        _refresh(backend, stack, change_set)  # an output or export that fails is the stack's failure
         return None
     except Exception as error:
-        resource = getattr(error, "_stagecoach_resource", None)
-        if resource is None:
-            changed = [c["LogicalResourceId"] for c in change_set.changes]
-            resource = changed[0] if changed else None
-        log.warning("emulated deploy of %s failed at %s: %r", stack.name, resource, error)
+        log.warning("emulated deploy of %s failed at %s: %r", stack.name, resource or "the stack", error)
         _undo(backend, stack, change_set, snapshot)
         return Failure(resource=resource, reason=_message(error))
 
@@ -802,7 +804,7 @@ def _start_rollback(stack: Any, change_set: Any, kind: str, failure: Failure) ->
         _resource_event(stack, failure.resource, resource.get("Type", ""), f"{verb.upper()}_FAILED", failure.reason)
         reason = f"The following resource(s) failed to {verb}: [{failure.resource}]."
     if kind == "CREATE":
-        _set_status(stack, "ROLLBACK_IN_PROGRESS", f"{reason} Rollback requested by user.")
+        _set_status(stack, "ROLLBACK_IN_PROGRESS", f"{reason.rstrip('.')}. Rollback requested by user.")
     else:
         _set_status(stack, "UPDATE_ROLLBACK_IN_PROGRESS", reason)
 

@@ -44,6 +44,7 @@ TEMPLATE: dict[str, Any] = {
 _deser = TypeDeserializer()
 _ser = TypeSerializer()
 
+
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _deser.deserialize(v) for k, v in item.items()}
 

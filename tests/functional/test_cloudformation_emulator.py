@@ -563,6 +563,21 @@ def test_a_resource_moto_cannot_deploy_rolls_back_and_the_next_deploy_works(cfn:
     assert (ssm_value("/app/version"), ssm_value("/mine")) == ("3", "3")
 
 
+def test_an_export_taken_by_another_stack_fails_the_stack_itself(cfn: Any, clock: Clock) -> None:
+    template = copy.deepcopy(TEMPLATE)
+    template["Outputs"]["Sha"]["Export"] = {"Name": "shared-sha"}
+    first = deploy(cfn, clock, "first", "1", "CREATE", TemplateBody=body(template))
+    deploy(cfn, clock, "second", "2", "CREATE", TemplateBody=body(template))
+    clock.advance()
+    stack = describe(cfn, "second")
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert stack["StackStatusReason"] == (
+        f"Export with name shared-sha is already exported by stack {first['StackId']}. Rollback requested by user."
+    )
+    assert ssm_value("/second/version") is None and ssm_value("/first/version") == "1"
+    assert [e["Name"] for e in cfn.list_exports()["Exports"]] == ["shared-sha"]
+
+
 def test_a_bad_ref_is_refused_and_the_fixed_template_deploys_at_once(cfn: Any, clock: Clock) -> None:
     """moto used to half-apply a template with a bad !Ref (500), and the next good deploy failed with a KeyError."""
     deploy(cfn, clock, "app", "1", "CREATE")
