@@ -887,7 +887,7 @@ def delete_change_set(backend: Any, change_set_name: str) -> None:
         del backend.change_sets[change_set.change_set_id]
 
 
-def describe_stacks(backend: Any, name_or_stack_id: str | None, original: Callable[..., Any]) -> list[Any]:
+def _describe_stacks(backend: Any, name_or_stack_id: str | None, original: Callable[..., Any]) -> list[Any]:
     """DescribeStacks, with the previous state for ``stale`` seconds after ExecuteChangeSet."""
     with _LOCK:
         _settle(backend)
@@ -919,7 +919,7 @@ def _stale_stack(stack: Any, view: StaleView) -> Any:
     return _StaleStack(stack, view)
 
 
-def update_stack_allowed(backend: Any, name: str) -> None:
+def _check_update_stack(backend: Any, name: str) -> None:
     """UpdateStack is refused as an UPDATE change set is (moto only refuses ROLLBACK_COMPLETE)."""
     with _LOCK:
         _settle(backend)
@@ -1110,7 +1110,7 @@ def _install() -> None:
     original_update: Callable[..., Any] = CloudFormationBackend.update_stack
 
     def describe(backend: Any, name_or_stack_id: str) -> list[Any]:
-        return describe_stacks(backend, name_or_stack_id, original_describe)
+        return _describe_stacks(backend, name_or_stack_id, original_describe)
 
     def describe_change_set(backend: Any, change_set_name: str) -> Any:
         with _LOCK:
@@ -1119,7 +1119,7 @@ def _install() -> None:
 
     def update_stack(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         with _LOCK:
-            update_stack_allowed(backend, name)
+            _check_update_stack(backend, name)
             return original_update(backend, name, *args, **kwargs)
 
     def backend_create_change_set(
