@@ -195,12 +195,14 @@ def continuation(release: Release, state_machine_arn: str) -> Release:
 
 
 def stage_tags(stack: Stack, stage: str, release: Release) -> list[dict[str, str]]:
-    """Tags every deployed CloudFormation stack carries."""
+    """Tags every deployed CloudFormation stack carries: whose it is (checked before every update).
+
+    No per-release tag: CloudFormation propagates stack tags to every taggable resource, so a tag that
+    changes with each release would make every deploy modify every resource.
+    """
     return [
         {"Key": "stagecoach:stack", "Value": stack.id},
         {"Key": "stagecoach:stage", "Value": stage},
-        {"Key": "stagecoach:release", "Value": release.id},
-        {"Key": "stagecoach:sha", "Value": release.sha or "unresolved"},
     ]
 
 

@@ -69,10 +69,14 @@ class ControlPlane:
         """Start the emulator, create resources, serve the app and (optionally) the event pump."""
         from moto.server import ThreadedMotoServer
 
+        from . import cloudformation
         from .emulator import enable_state_machine_execution, harden_moto
 
         harden_moto()
         enable_state_machine_execution()
+        previous_cfn_settings = cloudformation.current_settings()
+        cloudformation.configure_from_environment()  # STAGECOACH_EMULATOR_CFN_DELAY_SECONDS / _STALE_SECONDS
+        self._stoppers.append(lambda: cloudformation.restore(previous_cfn_settings))
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's per-request lines
         # Every error a state catches is logged by moto too; GET /releases/{id}/history shows them.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)

@@ -4,8 +4,10 @@ DynamoDB guarantees that a conditional write and a transaction are atomic. moto 
 condition and then writes without a lock, so two threads (the emulator serves requests on
 threads) can both pass the same ``attribute_not_exists`` check; StartExecution likewise checks
 the name and then creates. ``harden_moto`` serialises both so the emulator keeps the services'
-guarantees; it is idempotent. It also mends two moto gaps the pipeline depends on (task failure
-causes, stack outputs after a change set).
+guarantees; it is idempotent. It also mends moto gaps the pipeline depends on (task failure causes,
+updates of Lambda functions with inline code) and installs the CloudFormation emulation of
+``chalicelib.local.cloudformation`` (asynchronous change sets and stack operations, refusals, rollbacks,
+template errors in CloudFormation's words).
 """
 
 from __future__ import annotations
@@ -120,11 +122,13 @@ def harden_moto() -> None:
 
     StepFunctionsParserBackend.start_execution = start_locked  # type: ignore[method-assign]
     _keep_send_task_failure_cause()
-    _refresh_stack_after_change_set()
-    _one_stack_per_name()
+    _update_inline_lambda_code()
     _complete_tokens_once()
     _stop_executions_at_once()
     _aws_timestamps()
+    from . import cloudformation
+
+    cloudformation.install()
     _hardened = True
 
 
@@ -142,56 +146,41 @@ def _keep_send_task_failure_cause() -> None:
     StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
 
 
-def _refresh_stack_after_change_set() -> None:
-    """moto 5.2.5 executes a change set without refreshing the stack's Parameters and Outputs.
+def _update_inline_lambda_code() -> None:
+    """moto 5.2.5 zips a function's inline ``Code.ZipFile`` when CloudFormation creates it, not when it
+    updates it (a 500: "Incorrect padding"), so every redeploy of a stack with such a function failed.
 
-    Without this a stack shows no Outputs, and redeploying the same template and parameters
-    looks like a change. Rebuild both after ExecuteChangeSet, as CloudFormation has them.
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-lambda-function-code.html:
+    ZipFile is the function's source code, on create and update alike.
     """
-    from moto.cloudformation.models import CloudFormationBackend
+    import base64
 
-    original: Callable[..., Any] = CloudFormationBackend.execute_change_set
+    from moto.awslambda.models import LambdaFunction
 
-    @functools.wraps(original)
-    def execute_change_set(backend: Any, change_set_name: str, stack_name: str | None = None) -> Any:
-        result = original(backend, change_set_name, stack_name)
-        change_set = backend.describe_change_set(change_set_name)  # by ARN or by name
-        if change_set is not None:
-            stack = backend.stacks[change_set.stack_id]
-            stack.parameters = dict(change_set.parameters)
-            stack._parse_template()
-            stack.output_map = stack._create_output_map()
-        return result
+    original: Callable[..., Any] = LambdaFunction.update_from_cloudformation_json
 
-    CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign,assignment]
+    def update_from_cloudformation_json(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        properties = dict(cloudformation_json["Properties"])
+        code = dict(properties.get("Code") or {})
+        if isinstance(code.get("ZipFile"), str):
+            code["ZipFile"] = base64.b64encode(LambdaFunction._create_zipfile_from_plaintext_code(code["ZipFile"]))
+            properties["Code"] = code
+        return original(
+            original_resource=original_resource,
+            new_resource_name=new_resource_name,
+            cloudformation_json={**cloudformation_json, "Properties": properties},
+            account_id=account_id,
+            region_name=region_name,
+        )
 
-
-def _one_stack_per_name() -> None:
-    """A CREATE change set goes on the stack of that name if it is REVIEW_IN_PROGRESS (AWS reuses it).
-
-    moto 5.2.5 makes a second stack object with the same name for every CREATE change set, and
-    DescribeStacks then shows the first one, REVIEW_IN_PROGRESS for ever. AWS: "To create a change set
-    for a stack that doesn't exist … CloudFormation creates the stack with REVIEW_IN_PROGRESS"; creating
-    another for an existing live stack is refused
-    (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateChangeSet.html).
-    """
-    from moto.cloudformation.exceptions import ValidationError
-    from moto.cloudformation.models import CloudFormationBackend
-
-    original: Callable[..., Any] = CloudFormationBackend.create_change_set
-
-    @functools.wraps(original)
-    def create_change_set(backend: Any, stack_name: str, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("change_set_type", args[4] if len(args) > 4 else "UPDATE") == "CREATE":
-            for stack_id, stack in list(backend.stacks.items()):
-                if stack.name != stack_name:
-                    continue
-                if stack.status != "REVIEW_IN_PROGRESS":
-                    raise ValidationError(stack_name, message=f"Stack [{stack_name}] already exists")
-                del backend.stacks[stack_id]
-        return original(backend, stack_name, *args, **kwargs)
-
-    CloudFormationBackend.create_change_set = create_change_set  # type: ignore[method-assign]
+    LambdaFunction.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)  # type: ignore[method-assign,assignment]
 
 
 def enable_state_machine_execution() -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from chalicelib.local import cloudformation
+
 ACCOUNT = "123456789012"
 SHA_1 = "1" * 40
 SHA_2 = "2" * 40
@@ -41,9 +43,6 @@ TEMPLATE: dict[str, Any] = {
 
 _deser = TypeDeserializer()
 _ser = TypeSerializer()
-
-# AWS refuses an UPDATE change set on a stack in these states; moto does not check (see emulate_aws_stack_rules).
-_NOT_UPDATABLE_SUFFIXES = ("_IN_PROGRESS", "_FAILED")
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
@@ -74,12 +73,9 @@ class AslWorld:
         self.sqs = session.client("sqs")
         self.s3 = session.client("s3")
         self.cfn = session.client("cloudformation")
-        self._restore: list[Callable[[], None]] = []
 
     def close(self) -> None:
-        """Undo the harness's moto changes (the ``aws`` fixture stops executions still running)."""
-        for restore in reversed(self._restore):
-            restore()
+        """Nothing to undo: the emulator's CloudFormation state goes with the ``aws`` fixture's moto reset."""
 
     # --- artifacts -------------------------------------------------------------------------------
     def upload_template(self, key: str = "builds/hello/template.json", body: dict[str, Any] | None = None) -> str:
@@ -355,23 +351,23 @@ class AslWorld:
         token = self._decide(release_id, stage, "rejected", by, comment)
         self.sfn.send_task_failure(taskToken=token, error="ApprovalRejected", cause=comment)
 
-    # --- CloudFormation in the emulator ----------------------------------------------------------
+    # --- CloudFormation in the emulator (chalicelib.local.cloudformation) ------------------------------
     def _cfn_backend(self) -> Any:
         from moto.cloudformation.models import cloudformation_backends
 
         return cloudformation_backends[ACCOUNT][self.session.region_name]
 
     def moto_stack(self, name: str) -> Any:
+        """The emulator's live (not deleted) stack called ``name``, brought up to the clock first."""
+        cloudformation.settle(ACCOUNT, self.session.region_name)
         for stack in self._cfn_backend().stacks.values():
             if stack.name == name:
                 return stack
         return None
 
     def set_stack_status(self, name: str, status: str) -> None:
-        """Puts an emulated stack into a state moto never produces by itself (rollbacks, failures)."""
-        stack = self.moto_stack(name)
-        assert stack is not None, name
-        stack.status = status
+        """Puts an emulated stack into a state another actor left it in (rollbacks, failures, busy)."""
+        cloudformation.set_stack_status(name, status, account_id=ACCOUNT, region=self.session.region_name)
 
     def create_stack(self, name: str, stage: str, sha: str = SHA_1) -> None:
         self.cfn.create_stack(
@@ -384,51 +380,19 @@ class AslWorld:
         )
 
     def emulate_aws_stack_rules(self) -> None:
-        """Make moto refuse an UPDATE change set on a stack AWS would refuse it on (moto never checks).
-
-        AWS answers ``Stack:<arn> is in <STATUS> state and can not be updated.`` for ROLLBACK_COMPLETE,
-        REVIEW_IN_PROGRESS, any *_IN_PROGRESS and any *_FAILED stack except UPDATE_FAILED.
-        """
-        from moto.cloudformation.exceptions import ValidationError
-        from moto.cloudformation.models import CloudFormationBackend
-
-        original = CloudFormationBackend.create_change_set
-
-        def create_change_set(backend: Any, stack_name: str, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("change_set_type") == "UPDATE":
-                for stack in backend.stacks.values():
-                    if stack.name == stack_name:
-                        status = stack.status
-                        if status in ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS") or (
-                            status.endswith(_NOT_UPDATABLE_SUFFIXES) and status != "UPDATE_FAILED"
-                        ):
-                            raise ValidationError(
-                                stack_name,
-                                message=f"Stack:{stack.stack_id} is in {status} state and can not be updated.",
-                            )
-                        break
-            return original(backend, stack_name, *args, **kwargs)
-
-        CloudFormationBackend.create_change_set = create_change_set  # type: ignore[method-assign]
-        self._restore.append(lambda: setattr(CloudFormationBackend, "create_change_set", original))
+        """AWS's refusals (an UPDATE of a ROLLBACK_COMPLETE, REVIEW_IN_PROGRESS, *_IN_PROGRESS or *_FAILED
+        stack but UPDATE_FAILED) are part of the emulator: make sure it is installed."""
+        cloudformation.install()
 
     def fail_next_deploy(self, target: str, status: str) -> None:
-        """The next executed change set of stack ``target`` ends in ``status`` (moto never rolls back)."""
-        from moto.cloudformation.models import CloudFormationBackend
-
-        original = CloudFormationBackend.execute_change_set
-        armed = {"on": True}
-
-        def execute_change_set(backend: Any, change_set_name: str, stack_name: str | None = None) -> Any:
-            result = original(backend, change_set_name, stack_name)
-            change_set = backend.change_sets.get(change_set_name)
-            if armed["on"] and change_set is not None and backend.stacks[change_set.stack_id].name == target:
-                armed["on"] = False
-                backend.stacks[change_set.stack_id].status = status
-            return result
-
-        CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign]
-        self._restore.append(lambda: setattr(CloudFormationBackend, "execute_change_set", original))
+        """The next executed change set of stack ``target`` fails and its rollback ends in ``status``."""
+        cloudformation.fail_next_deploy(
+            target,
+            "Resource handler returned message: emulated failure",
+            final_status=status,
+            account_id=ACCOUNT,
+            region=self.session.region_name,
+        )
 
     def ssm_value(self, name: str) -> str:
         return self.session.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]

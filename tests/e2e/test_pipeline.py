@@ -133,7 +133,9 @@ def test_manual_redeploy_of_same_sha_has_no_changes(client: Any, pump: Any, tmp_
     second = client.http.post("/stacks/hello/releases", body=json.dumps({"sha": sha}), headers=JSON).json_body
     done = run_until(client, pump, second["release_id"], ended)
     assert done["status"] == "SUCCEEDED"
+    # Same template, parameters and tags (stack tags carry no release id): an empty change set.
     assert [s["no_changes"] for s in done["stages"]] == [True, True, True]
+    assert [s["changes"] for s in done["stages"]] == [{"add": 0, "modify": 0, "remove": 0, "replace": 0}] * 3
     assert release(client, first["release_id"])["status"] == "SUCCEEDED"
 
 

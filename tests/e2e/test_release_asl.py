@@ -220,9 +220,9 @@ def test_change_set_failure_at_stage_two_skips_the_rest(world: AslWorld) -> None
     world.complete_build()
     execution, release = assert_release_failed(world, arn, "rel-1")
     assert release["failed_stage"] == "test"
-    # AWS refuses the change set (ChangeSetFailed); moto only notices when it executes it (DeployFailed).
-    assert release["error"] in ("ChangeSetFailed", "DeployFailed")
-    assert "hello-test" in release["cause"] and "Sha" in release["cause"]
+    # CloudFormation refuses the change set when it is created (the emulator as AWS).
+    assert release["error"] == "ChangeSetFailed"
+    assert "hello-test" in release["cause"] and "Parameters: [Sha] must have values" in release["cause"]
     assert execution["error"] == release["error"] and execution["cause"] == release["cause"]
     assert world.stage_statuses("rel-1", ["dev", "test", "prod"]) == {
         "dev": "SUCCEEDED",
@@ -246,7 +246,10 @@ def test_stack_rollback_after_execute_fails_the_stage(world: AslWorld) -> None:
     _, release = assert_release_failed(world, arn, "rel-1")
     assert release["failed_stage"] == "test"
     assert release["error"] == "DeployFailed"
-    assert release["cause"] == "stack hello-test ended in ROLLBACK_COMPLETE"
+    assert release["cause"] == (
+        "stack hello-test ended in ROLLBACK_COMPLETE: "
+        "The following resource(s) failed to create: [Bucket]. Rollback requested by user."
+    )
     assert world.stage_run("rel-1", "test")["status"] == "FAILED"
     assert_no_locks(world, ["dev", "test"])
 
