@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -1188,3 +1189,38 @@ def _install() -> None:
     # DescribeChangeSet Tags are a list of {Key, Value}, as DescribeStacks Tags.
     CloudFormationResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER["DescribeChangeSetOutput.Tags"] = transform_dict
     _track_failing_resources()
+    _sub_references()
+
+
+_SUB_NAME = re.compile(r"\$\{(?!!)([A-Za-z0-9_:.]+)\}")
+
+
+def _sub_references() -> None:
+    """A resource whose ``Fn::Sub`` names a parameter that changed is updated, as on AWS.
+
+    moto 5.2.5 looks for changed parameters only in ``Ref``s of an unchanged resource, so a resource that
+    uses ``!Sub "...${Sha}"`` kept its old value when only the parameter changed (the example service
+    stamps its commit that way). CloudFormation resolves every reference, ``Fn::Sub`` variables included
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/intrinsic-function-reference-sub.html).
+    """
+    from moto.cloudformation import parsing
+
+    def references(template: Any) -> list[str]:
+        found: list[str] = []
+        if isinstance(template, dict):
+            for key, value in template.items():
+                if key == "Ref":
+                    found.append(value)
+                elif key == "Fn::Sub":
+                    text = value[0] if isinstance(value, list) and value else value
+                    if isinstance(text, str):
+                        found.extend(_SUB_NAME.findall(text))
+                    found.extend(references(value[1:] if isinstance(value, list) else []))
+                else:
+                    found.extend(references(value))
+        elif isinstance(template, list):
+            for item in template:
+                found.extend(references(item))
+        return found
+
+    parsing.get_references_from_template = references
