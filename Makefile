@@ -4,8 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 AWS_PORT ?= 4566
+NPM ?= npm
+# Node tools pinned in package.json / package-lock.json, installed into ./node_modules (git-ignored).
+ASL_VALIDATOR := node_modules/.bin/asl-validator
 
-.PHONY: run test bench package deploy clean
+.PHONY: run test asl bench package deploy clean
 
 $(BIN)/.stagecoach-installed: pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,13 +16,21 @@ $(BIN)/.stagecoach-installed: pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e '.[dev]'
 	touch $@
 
+$(ASL_VALIDATOR): package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	touch $@
+
 run: $(BIN)/.stagecoach-installed
 	exec $(BIN)/python -m chalicelib.local.control_plane --port $(PORT) --aws-port $(AWS_PORT)
 
-test: $(BIN)/.stagecoach-installed
+test: $(BIN)/.stagecoach-installed asl
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The release definition against the Amazon States Language spec (moto accepts some that AWS refuses).
+asl: $(ASL_VALIDATOR)
+	$(ASL_VALIDATOR) --json-path statemachines/release.asl.json
 
 bench: $(BIN)/.stagecoach-installed
 	$(BIN)/python bench/cold_start.py
@@ -33,4 +44,4 @@ deploy: $(BIN)/.stagecoach-installed
 	deploy/deploy.sh
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,9 @@ from deploy import checks
 
 # Actions AWS only authorizes on Resource "*" (no resource-level permissions) and why we use them.
 STAR_RESOURCE_ALLOWED = {
-    "states:SendTaskSuccess": "task tokens are not ARNs; the API handler and build Lambdas complete tasks",
+    "states:SendTaskSuccess": (
+        "task tokens are not ARNs; the API handler, build Lambdas, stage coordinator and reconciler complete tasks"
+    ),
     "states:SendTaskFailure": "as SendTaskSuccess",
 }
 # The one role that gets AWS-managed policies: the default CloudFormation role of stage deploys
@@ -28,22 +30,35 @@ MANAGED_POLICY_ROLES = {"StageDeployRole"}
 
 TABLE = {"Fn::GetAtt": ["StagecoachTable", "Arn"]}
 INDEXES = {"Fn::Sub": "${StagecoachTable.Arn}/index/*"}
+ACTIVE_INDEX = {"Fn::Sub": "${StagecoachTable.Arn}/index/gsi2"}
+STAGE_STACK_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${StackNamePrefix}*/*"
+}
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 CALLBACKS = {"states:SendTaskSuccess", "states:SendTaskFailure"}
+# StageCoordinator: lanes are one TransactWriteItems (ConditionCheck on the stack + Updates), releases
+# in flight come from gsi2; it reads stacks and change sets and deletes change sets and stacks (with the
+# stage's RoleARN).
+LANES = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+STAGE_STACKS = {
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:DescribeChangeSet",
+    "cloudformation:DeleteChangeSet",
+    "cloudformation:DeleteStack",
+    "iam:PassRole",
+}
+COORDINATOR = LANES | STAGE_STACKS | CALLBACKS
+# Reconciler: the coordinator's release_ended, plus Describe/StopExecution and StartExecution (resume).
+RECONCILER = COORDINATOR | {"states:DescribeExecution", "states:StopExecution", "states:StartExecution"}
 # What each Lambda may do, exactly (deploy/policies/*.json).
 FUNCTION_ACTIONS = {
     "ApiHandlerRole": LOGS
-    | CALLBACKS
+    | RECONCILER  # cancel, and ?force=true on stack and stage deletion, go through the reconciler
     | {
         "dynamodb:BatchWriteItem",
-        "dynamodb:ConditionCheckItem",
         "dynamodb:DeleteItem",
-        "dynamodb:GetItem",
         "dynamodb:PutItem",
-        "dynamodb:Query",
-        "dynamodb:UpdateItem",
-        "states:StartExecution",
-        "states:DescribeExecution",
         "states:GetExecutionHistory",
         "s3:GetObject",
         "secretsmanager:CreateSecret",
@@ -63,8 +78,12 @@ FUNCTION_ACTIONS = {
         "sqs:GetQueueAttributes",
     },
     "BuildStateChangedRole": LOGS | CALLBACKS | {"dynamodb:GetItem", "dynamodb:UpdateItem"},
-    "SweepPendingReleasesRole": LOGS | {"dynamodb:GetItem", "dynamodb:Query", "states:StartExecution"},
+    "SweepPendingReleasesRole": LOGS | RECONCILER,
+    "ExecutionStatusChangedRole": LOGS | RECONCILER,
+    "CoordinateStagesRole": LOGS | COORDINATOR | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
 }
+# What each Lambda may Query: the API reads the table and both indexes, the others only gsi2.
+QUERY_RESOURCES = {"ApiHandlerRole": [TABLE, INDEXES]}
 
 
 @pytest.fixture(scope="module")
@@ -173,32 +192,54 @@ def test_state_machine_role_acts_on_its_own_resources(cfn: dict[str, Any], defin
     allowed = checks.allowed_actions(checks.role_policy_documents(cfn, _machine_role(cfn)))
     subs = cfn["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionSubstitutions"]
     table = checks.references(subs["TableName"])
-    queue = checks.references(subs["BuildQueueUrl"])
+    queues = checks.references(subs["BuildQueueUrl"]) | checks.references(subs["StageQueueUrl"])
+    assert queues == {"BuildQueue", "StageQueue"}
     for action, resources in allowed.items():
         refs = checks.references(resources)
         if action.startswith("dynamodb:"):
             assert refs == table, action
         elif action.startswith("sqs:"):
-            assert refs == queue, action
+            assert refs == queues, action
         elif action == "s3:GetObject":
             assert refs == checks.references(subs["ArtifactBucket"]), action
+        elif action.startswith("cloudformation:"):
+            assert resources == [STAGE_STACK_ARN], action
+
+
+# Who may pass stage deploy roles to CloudFormation: the state machine (CreateChangeSet) and whoever
+# runs StageCoordinator clean-ups (DeleteStack with the stage's RoleARN).
+PASS_ROLE_ROLES = {
+    "ReleaseStateMachineRole",
+    "CoordinateStagesRole",
+    "ExecutionStatusChangedRole",
+    "SweepPendingReleasesRole",
+    "ApiHandlerRole",
+}
 
 
 def test_pass_role_only_to_cloudformation_for_stage_deploy_roles(cfn: dict[str, Any]) -> None:
-    role = _machine_role(cfn)
-    statements = [
-        s
-        for document in checks.role_policy_documents(cfn, role)
-        for s in checks.as_list(document["Statement"])
-        if "iam:PassRole" in checks.as_list(s["Action"])
-    ]
-    assert len(statements) == 1
-    statement = statements[0]
-    assert checks.as_list(statement["Action"]) == ["iam:PassRole"]
-    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
-    (resource,) = checks.as_list(statement["Resource"])
+    assert _machine_role(cfn) in PASS_ROLE_ROLES
     path = cfn["Resources"]["StageDeployRole"]["Properties"]["Path"]
-    assert resource["Fn::Sub"].endswith(f":role{path}*"), "the default stage role must be passable"
+    passing = set()
+    for role, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        statements = [
+            s
+            for document in checks.role_policy_documents(cfn, role)
+            for s in checks.as_list(document["Statement"])
+            if "iam:PassRole" in checks.as_list(s["Action"])
+        ]
+        if not statements:
+            continue
+        passing.add(role)
+        assert len(statements) == 1, role
+        statement = statements[0]
+        assert checks.as_list(statement["Action"]) == ["iam:PassRole"], role
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
+        (arn,) = checks.as_list(statement["Resource"])
+        assert arn == {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role{path}*"}, role
+    assert passing == PASS_ROLE_ROLES
 
 
 def test_stage_deploy_role_is_for_cloudformation_and_reads_artifacts(cfn: dict[str, Any]) -> None:
@@ -226,20 +267,73 @@ def test_function_roles_touch_only_stagecoach_resources(cfn: dict[str, Any], rol
         if action in STAR_RESOURCE_ALLOWED:
             continue
         refs = checks.references(resources) - {"AWS::Partition", "AWS::Region", "AWS::AccountId"}
+        service = action.split(":")[0]
         expected = {
             "dynamodb": {"StagecoachTable"},
             "states": {"ReleaseStateMachine"},
             "s3": {"ArtifactBucket"},
             "codebuild": {"BuildProject"},
-            "sqs": {"BuildQueue"},
             "secretsmanager": set(),
-        }.get(action.split(":")[0])
+            "cloudformation": {"StackNamePrefix"},
+            "iam": set(),
+        }.get(service)
+        if service == "sqs":
+            expected = {_consumed_queue(cfn, role)}
         if action.startswith("logs:"):
             assert len(refs) == 1 and next(iter(refs)).endswith("LogGroup"), action
         else:
             assert refs == expected, f"{role}: {action} on {resources}"
+        if action.startswith("cloudformation:"):
+            assert resources == [STAGE_STACK_ARN], f"{role}: {action} on {resources}"
     if "dynamodb:Query" in allowed:
-        assert INDEXES in allowed["dynamodb:Query"] and TABLE in allowed["dynamodb:Query"]
+        assert allowed["dynamodb:Query"] == QUERY_RESOURCES.get(role, [ACTIVE_INDEX]), role
+
+
+def _function_of(cfn: dict[str, Any], role: str) -> str:
+    (function,) = [
+        name
+        for name, resource in cfn["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function" and resource["Properties"]["Role"]["Fn::GetAtt"][0] == role
+    ]
+    return function
+
+
+def _consumed_queue(cfn: dict[str, Any], role: str) -> str:
+    """The queue resource whose name ends the ARN of the role's function's SQS event source mapping."""
+    function = _function_of(cfn, role)
+    arns = [
+        resource["Properties"]["EventSourceArn"]["Fn::Sub"]
+        for resource in cfn["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping"
+        and resource["Properties"]["FunctionName"] == {"Ref": function}
+    ]
+    assert len(arns) == 1, f"{function} has {len(arns)} SQS event sources"
+    queues = [
+        name
+        for name, resource in cfn["Resources"].items()
+        if resource["Type"] == "AWS::SQS::Queue" and arns[0].endswith(f":{resource['Properties']['QueueName']}")
+    ]
+    assert len(queues) == 1, arns[0]
+    return queues[0]
+
+
+@pytest.mark.parametrize("role", ["BuildWorkerRole", "CoordinateStagesRole"])
+def test_queue_consumers_receive_from_their_own_queue(cfn: dict[str, Any], role: str) -> None:
+    """Exactly what the Lambda SQS poller needs, on the queue it polls (the GetAtt also orders creation)."""
+    allowed = checks.allowed_actions(checks.role_policy_documents(cfn, role))
+    sqs = {action: resources for action, resources in allowed.items() if action.startswith("sqs:")}
+    assert set(sqs) == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    queue = _consumed_queue(cfn, role)
+    for resources in sqs.values():
+        assert resources == [{"Fn::GetAtt": [queue, "Arn"]}], role
+
+
+@pytest.mark.parametrize("role", sorted(FUNCTION_ACTIONS))
+def test_functions_write_logs_to_their_own_log_group(cfn: dict[str, Any], role: str) -> None:
+    group = cfn["Resources"][_function_of(cfn, role)]["Properties"]["LoggingConfig"]["LogGroup"]
+    allowed = checks.allowed_actions(checks.role_policy_documents(cfn, role))
+    for action in LOGS:
+        assert allowed[action] == [{"Fn::GetAtt": [group["Ref"], "Arn"]}], f"{role}: {action}"
 
 
 def test_webhook_secrets_policy_matches_the_secret_prefix(cfn: dict[str, Any]) -> None:

@@ -15,11 +15,20 @@ import pytest
 from chalicelib.local.resources import placeholders, substitutions, table_definition
 from deploy import checks
 
-FUNCTIONS = ("APIHandler", "BuildWorker", "BuildStateChanged", "SweepPendingReleases")
+FUNCTIONS = (
+    "APIHandler",
+    "BuildWorker",
+    "BuildStateChanged",
+    "SweepPendingReleases",
+    "CoordinateStages",
+    "ExecutionStatusChanged",
+)
 # Settings that only the embedded mode uses (chalicelib/settings.py reads them too).
 LOCAL_ONLY_SETTINGS = {"STAGECOACH_LOCAL_EVENTS_QUEUE_URL"}
 # Settings whose defaults are right on AWS (Lambda sets AWS_REGION itself).
-DEFAULTED_SETTINGS = {"STAGECOACH_BUILD_TIMEOUT_SECONDS"}
+DEFAULTED_SETTINGS = {"STAGECOACH_BUILD_TIMEOUT_SECONDS", "STAGECOACH_DEPLOY_TIMEOUT_SECONDS"}
+# Lambda's guidance for SQS event sources: a visibility timeout of at least 6 x the function timeout.
+VISIBILITY_FACTOR = 6
 # cfn-lint findings we accept, by rule id (none today: keep each with its reason).
 IGNORED_LINT_RULES: dict[str, str] = {}
 
@@ -112,7 +121,7 @@ def test_substitutions_refer_to_template_resources(sam: dict[str, Any]) -> None:
 
 def test_local_and_aws_substitute_the_same_names(sam: dict[str, Any]) -> None:
     subs = sam["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionSubstitutions"]
-    assert set(subs) == set(substitutions("us-east-1", "t", "q", "b"))
+    assert set(subs) == set(substitutions("us-east-1", "t", "q", "b", "s"))
 
 
 def test_rendered_definition_is_valid_json(sam: dict[str, Any], asl_text: str) -> None:
@@ -126,7 +135,30 @@ def test_table_substitution_is_the_table(sam: dict[str, Any]) -> None:
     subs = sam["Resources"]["ReleaseStateMachine"]["Properties"]["DefinitionSubstitutions"]
     assert subs.get("TableName") == {"Ref": "StagecoachTable"}
     assert subs.get("BuildQueueUrl") == {"Ref": "BuildQueue"}
+    assert subs.get("StageQueueUrl") == {"Ref": "StageQueue"}
     assert subs.get("ArtifactBucket") == {"Ref": "ArtifactBucket"}
+
+
+def _sqs_tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        where: state
+        for where, state in checks.task_states(definition["States"])
+        if state["Resource"].startswith("arn:aws:states:::sqs:sendMessage")
+    }
+
+
+def test_stage_requests_go_to_the_fifo_queue_by_stack(asl_text: str) -> None:
+    """Every request to the stage queue names its message group (required by FIFO): the stack."""
+    tasks = _sqs_tasks(json.loads(asl_text))
+    assert {s["Parameters"]["QueueUrl"] for s in tasks.values()} == {"${BuildQueueUrl}", "${StageQueueUrl}"}
+    to_stages = {where: s for where, s in tasks.items() if s["Parameters"]["QueueUrl"] == "${StageQueueUrl}"}
+    assert {where.rsplit("/", 1)[-1] for where in to_stages} == {"EnterStage", "RequestApproval", "LeaveStage"}
+    for where, state in to_stages.items():
+        assert state["Parameters"]["MessageGroupId.$"] == "$.stack.id", where
+        assert "MessageDeduplicationId" not in state["Parameters"], f"{where}: the queue deduplicates by content"
+    for where, state in tasks.items():
+        if where not in to_stages:
+            assert "MessageGroupId" not in str(state["Parameters"]), f"{where}: the build queue is not FIFO"
 
 
 # ------------------------------------------------------------------ data
@@ -171,13 +203,71 @@ def test_build_queue_is_the_one_chalice_listens_to(sam: dict[str, Any]) -> None:
     assert source["Properties"]["Queue"]["Fn::Sub"].endswith(f":{queue['QueueName']}")
 
 
-def test_build_queue_has_a_dead_letter_queue_and_outlasts_the_worker(sam: dict[str, Any]) -> None:
-    queue = sam["Resources"]["BuildQueue"]["Properties"]
-    worker_timeout = sam["Resources"]["BuildWorker"]["Properties"]["Timeout"]
-    assert queue["VisibilityTimeout"] >= worker_timeout
-    redrive = queue["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["BuildDeadLetterQueue", "Arn"]}
+@pytest.mark.parametrize(
+    ("queue", "function", "dead_letters"),
+    [("BuildQueue", "BuildWorker", "BuildDeadLetterQueue"), ("StageQueue", "CoordinateStages", "StageDeadLetterQueue")],
+)
+def test_queues_have_a_dead_letter_queue_and_outlast_their_function(
+    sam: dict[str, Any], queue: str, function: str, dead_letters: str
+) -> None:
+    props = sam["Resources"][queue]["Properties"]
+    timeout = sam["Resources"][function]["Properties"]["Timeout"]
+    assert props["VisibilityTimeout"] >= VISIBILITY_FACTOR * timeout
+    redrive = props["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dead_letters, "Arn"]}
     assert 1 <= redrive["maxReceiveCount"] <= 10
+    assert sam["Resources"][dead_letters]["Type"] == "AWS::SQS::Queue"
+
+
+def test_stage_queue_is_the_fifo_queue_chalice_listens_to(sam: dict[str, Any]) -> None:
+    import app
+
+    queue = sam["Resources"]["StageQueue"]["Properties"]
+    assert queue["QueueName"] == app.STAGE_QUEUE
+    assert queue["QueueName"].endswith(".fifo")
+    assert queue["FifoQueue"] is True
+    assert queue["ContentBasedDeduplication"] is True  # the ASL sends no MessageDeduplicationId
+    source = sam["Resources"]["CoordinateStages"]["Properties"]["Events"]["CoordinateStagesSqsEventSource"]
+    assert source["Properties"]["Queue"]["Fn::Sub"].endswith(f":{queue['QueueName']}")
+    assert source["Properties"]["BatchSize"] == 1
+
+
+def test_stage_dead_letter_queue_is_fifo(sam: dict[str, Any]) -> None:
+    """SQS requires the dead-letter queue of a FIFO queue to be FIFO."""
+    queue = sam["Resources"]["StageDeadLetterQueue"]["Properties"]
+    assert queue["FifoQueue"] is True
+    assert queue["QueueName"].endswith(".fifo")
+
+
+def test_fifo_event_source_has_no_batching_window(cfn: dict[str, Any]) -> None:
+    """Lambda supports no batching window on FIFO queues; Chalice's default 0 is dropped (AWS::NoValue)."""
+    (mapping,) = [
+        r["Properties"]
+        for r in _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+        if r["Properties"]["EventSourceArn"]["Fn::Sub"].endswith(".fifo")
+    ]
+    assert mapping["FunctionName"] == {"Ref": "CoordinateStages"}
+    assert mapping.get("MaximumBatchingWindowInSeconds", {"Ref": "AWS::NoValue"}) == {"Ref": "AWS::NoValue"}
+
+
+def test_queues_are_encrypted(sam: dict[str, Any]) -> None:
+    for name, queue in _resources(sam, "AWS::SQS::Queue").items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True, name
+
+
+def test_execution_events_reach_the_reconciler_for_this_state_machine_only(cfn: dict[str, Any]) -> None:
+    rules = {
+        name: r["Properties"]
+        for name, r in _resources(cfn, "AWS::Events::Rule").items()
+        if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["ExecutionStatusChanged", "Arn"]}
+    }
+    (rule,) = rules.values()
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["stateMachineArn"] == [{"Ref": "ReleaseStateMachine"}]
+    # Every status the handler acts on (it ignores RUNNING).
+    assert pattern["detail"]["status"] == [{"anything-but": ["RUNNING"]}]
 
 
 def test_codebuild_project(sam: dict[str, Any]) -> None:
