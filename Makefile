@@ -8,7 +8,7 @@ NPM ?= npm
 # Node tools pinned in package.json / package-lock.json, installed into ./node_modules (git-ignored).
 ASL_VALIDATOR := node_modules/.bin/asl-validator
 
-.PHONY: run test asl bench package deploy clean
+.PHONY: run test asl statemachines bench package deploy clean
 
 $(BIN)/.stagecoach-installed: pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ $(ASL_VALIDATOR): package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
 	touch $@
 
+# The embedded CloudFormation takes this long per change set and stack operation, and shows the previous
+# status for CFN_STALE seconds after ExecuteChangeSet, as AWS can (docs/release-state-machine.md).
+CFN_DELAY ?= 1
+CFN_STALE ?= 0.5
+
 run: $(BIN)/.stagecoach-installed
+	STAGECOACH_EMULATOR_CFN_DELAY_SECONDS=$(CFN_DELAY) STAGECOACH_EMULATOR_CFN_STALE_SECONDS=$(CFN_STALE) \
 	exec $(BIN)/python -m chalicelib.local.control_plane --port $(PORT) --aws-port $(AWS_PORT)
 
 test: $(BIN)/.stagecoach-installed asl
@@ -31,6 +37,10 @@ test: $(BIN)/.stagecoach-installed asl
 # The release definition against the Amazon States Language spec (moto accepts some that AWS refuses).
 asl: $(ASL_VALIDATOR)
 	$(ASL_VALIDATOR) --json-path statemachines/release.asl.json
+
+# statemachines/*.asl.json from their YAML sources (tests/unit/test_state_machine_source.py checks they match).
+statemachines: $(BIN)/.stagecoach-installed
+	$(BIN)/python statemachines/render.py
 
 bench: $(BIN)/.stagecoach-installed
 	$(BIN)/python bench/cold_start.py
