@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 AWS_PORT ?= 4566
+# Where the embedded state lives (empty: $STAGECOACH_STATE_DIR, else .stagecoach/ in the checkout).
+STATE_DIR ?=
 
 .PHONY: run test bench package deploy clean
 
@@ -14,7 +16,7 @@ $(BIN)/.stagecoach-installed: pyproject.toml requirements.txt
 	touch $@
 
 run: $(BIN)/.stagecoach-installed
-	exec $(BIN)/python -m chalicelib.local.control_plane --port $(PORT) --aws-port $(AWS_PORT)
+	exec $(BIN)/python -m chalicelib.local.control_plane --port $(PORT) --aws-port $(AWS_PORT)$(if $(STATE_DIR), --state-dir '$(STATE_DIR)')
 
 test: $(BIN)/.stagecoach-installed
 	$(BIN)/ruff check .
