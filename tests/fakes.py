@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +18,7 @@ class InMemoryStackRepository:
         self.stacks: dict[str, Stack] = {}
         self.states: dict[str, dict[str, StageState]] = {}
         self.writes = 0
+        self.batch_reads = 0
 
     def get(self, stack_id: str) -> Stack | None:
         return self.stacks.get(stack_id)
@@ -53,6 +55,10 @@ class InMemoryStackRepository:
 
     def stage_states(self, stack_id: str) -> dict[str, StageState]:
         return dict(self.states.get(stack_id, {}))
+
+    def stage_states_of(self, stacks: Sequence[Stack]) -> dict[str, dict[str, StageState]]:
+        self.batch_reads += 1
+        return {stack.id: dict(self.states.get(stack.id, {})) for stack in stacks}
 
     def mark_hook_verified(self, stack_id: str, now: str) -> None:
         self.stacks[stack_id] = replace(self.stacks[stack_id], hook_verified_at=now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +49,9 @@ class StackRepository(Protocol):
 
     def stage_states(self, stack_id: str) -> dict[str, StageState]:
         """Runtime state of the stack's stages, by name."""
+
+    def stage_states_of(self, stacks: Sequence[Stack]) -> dict[str, dict[str, StageState]]:
+        """Runtime state of the stages of several stacks (stack id → name → state), in a few batch reads."""
 
     def mark_hook_verified(self, stack_id: str, now: str) -> None:
         """Record a verified provider test delivery (does not change the version)."""

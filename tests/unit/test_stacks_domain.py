@@ -8,6 +8,7 @@ import pytest
 
 from chalicelib.domain import stacks as domain
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.services.ports import StageState
 from chalicelib.services.stacks import StackService, parse_limit
 from tests.fakes import FixedClock, InMemorySecretStore, InMemoryStackRepository, NoApprovals, stack_body
 
@@ -169,6 +170,26 @@ def test_service_paginates() -> None:
     third = service.list("2", second["next_token"])
     assert [s["id"] for s in third["stacks"]] == ["svc-4"]
     assert third["next_token"] is None
+
+
+def test_service_list_shows_stage_states_from_one_batch_read_per_page() -> None:
+    repo = InMemoryStackRepository()
+    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    for i in range(3):
+        service.create(stack_body(name=f"svc {i}"))
+    current = {"release_id": "r1", "sha": "c" * 40, "message": "Ship it", "deployed_at": NOW}
+    repo.states["svc-1"] = {"dev": StageState("dev", "SUCCEEDED", None, current, None, NOW)}
+
+    listed = service.list(None, None)
+
+    stages = {s["id"]: {st["name"]: st for st in s["stages"]} for s in listed["stacks"]}
+    assert stages["svc-1"]["dev"]["status"] == "SUCCEEDED"
+    assert stages["svc-1"]["dev"]["current_release"] == current
+    assert stages["svc-1"]["test"]["status"] == "IDLE"
+    assert stages["svc-0"]["dev"]["status"] == "IDLE"
+    assert repo.batch_reads == 1
+    assert service.list("1", "svc-2")["stacks"] == []  # nothing to read for an empty page
+    assert repo.batch_reads == 1
 
 
 @pytest.mark.parametrize("raw", ["0", "101", "x", "-1"])
