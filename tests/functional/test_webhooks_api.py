@@ -128,6 +128,18 @@ def test_ping_marks_hook_verified(client: Any) -> None:
     assert client.http.get("/stacks/hello").json_body["webhook"]["verified_at"]
 
 
+
+def test_a_signed_push_marks_hook_verified(client: Any) -> None:
+    secret = make_stack(client)
+    assert client.http.get("/stacks/hello").json_body["webhook"]["verified_at"] is None
+    body = json.dumps(github_push()).encode()
+    assert post(client, "github", body, github_headers(secret, b"tampered")).status_code == 401
+    assert client.http.get("/stacks/hello").json_body["webhook"]["verified_at"] is None
+    assert post(client, "github", body, github_headers(secret, body)).status_code == 202
+    stack = client.http.get("/stacks/hello").json_body
+    assert stack["webhook"]["verified_at"]
+    assert stack["version"] == 1  # not a change of the stack
+
 @pytest.mark.parametrize(
     ("payload", "event"),
     [
