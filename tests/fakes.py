@@ -203,3 +203,37 @@ class CountingMetrics:
 
     def count(self, name: str, value: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + value
+
+
+class InMemoryBuildRecords:
+    """BuildRecords in dicts: build tokens, build details and the sha of each release."""
+
+    def __init__(self, shas: dict[str, str] | None = None) -> None:
+        self.tokens: dict[str, tuple[str, str]] = {}
+        self.builds: dict[str, dict[str, Any]] = {}
+        self.shas: dict[str, str] = dict(shas or {})
+
+    def put_build_token(self, release_id: str, token: str, template_key: str) -> None:
+        self.tokens[release_id] = (token, template_key)
+
+    def build_token(self, release_id: str) -> tuple[str, str] | None:
+        return self.tokens.get(release_id)
+
+    def record_build(self, release_id: str, build: dict[str, Any], resolved_sha: str | None = None) -> None:
+        self.builds[release_id] = build
+        if resolved_sha and not self.shas.get(release_id):
+            self.shas[release_id] = resolved_sha
+
+
+class RecordingCallbacks:
+    """TaskCallbacks that remember what each token was completed with."""
+
+    def __init__(self) -> None:
+        self.succeeded: dict[str, dict[str, Any]] = {}
+        self.failed: dict[str, tuple[str, str]] = {}
+
+    def succeed(self, token: str, output: dict[str, Any]) -> None:
+        self.succeeded[token] = output
+
+    def fail(self, token: str, error: str, cause: str) -> None:
+        self.failed[token] = (error, cause)

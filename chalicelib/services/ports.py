@@ -127,8 +127,8 @@ class BuildRecords(Protocol):
     def build_token(self, release_id: str) -> tuple[str, str] | None:
         """``(task_token, template_key)`` of the release's build task, or None."""
 
-    def record_build(self, release_id: str, build: dict[str, Any]) -> None:
-        """Set the release's ``build`` details."""
+    def record_build(self, release_id: str, build: dict[str, Any], resolved_sha: str | None = None) -> None:
+        """Set the release's ``build`` details, and its ``sha`` to ``resolved_sha`` if it has none yet."""
 
 
 class ApprovalRecords(Protocol):
