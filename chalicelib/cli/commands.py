@@ -241,7 +241,7 @@ def stages_update(ctx: Context) -> int:
         stack = ctx.api.get(path("stacks", args.stack))
         current = next((s for s in stack.get("stages") or [] if s.get("name") == args.name), None)
         if current is None:
-            raise CliError(f"stack {args.stack!r} has no stage {args.name!r}")
+            raise CliError(f"stack {args.stack!r} has no stage {args.name!r}", code="NotFound")
         parameters = dict(current.get("parameters") or {})
         parameters.update(dict(args.param or []))
         for key in args.unset_param or []:

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from .preflight import LISTEN_BACKLOG, StartupError, check_git, check_state_dir,
 from .resources import ROOT, LocalResources, ensure_resources
 
 DEFAULT_STATE_DIR = ROOT / ".stagecoach"
+REPEATED_SIGNAL_SECONDS = 2.0
 STATE_DIR_VARIABLE = "STAGECOACH_STATE_DIR"
 
 FAKE_CREDENTIALS = {
@@ -182,6 +184,7 @@ class ControlPlane:
             app, config, self.host, self.port, server_cls=_listening_http_server_class(api_listener)
         )
         self.port = server.server.server_address[1]
+        server.port = self.port  # chalice prints "Serving on" with it (port 0 asked for any free port)
         thread = threading.Thread(target=server.serve_forever, name="chalice-http", daemon=True)
         thread.start()
 
@@ -246,42 +249,55 @@ def main(argv: list[str] | None = None) -> int:
     phase = "starting"
     stop = threading.Event()
 
+    first_signal_at: float | None = None
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal phase
+        nonlocal phase, first_signal_at
+        now = time.monotonic()
+        if first_signal_at is None:
+            first_signal_at = now
         if phase == "starting":  # interrupt whatever start-up is doing (an import, a call to the emulator)
             phase = "stopping"
             raise StopRequested(signal.Signals(signum).name)
         if phase == "running":
             stop.set()
             return
-        # Another signal while stopping: stop now, whatever still runs.
-        print("Stagecoach stopped (forced).", file=sys.stderr, flush=True)
-        os._exit(1)
+        # While stopping: the same request again (`kill` of the process group reaches make, which sends
+        # its own SIGTERM) is ignored; a new one later means "now": stop, whatever still runs.
+        if now - first_signal_at >= REPEATED_SIGNAL_SECONDS:
+            print("Stagecoach stopped (forced).", file=sys.stderr, flush=True)
+            os._exit(1)
 
     plane = ControlPlane(args.host, args.port, args.aws_port)
+    failure: StartupError | None = None
     try:
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        preflight(args)
-        plane.start()
-        phase = "running"
-        print(f"Stagecoach API:   {plane.url}", flush=True)
-        print(f"AWS emulator:     {plane.aws_url}  (AWS_ENDPOINT_URL)", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        while not stop.wait(0.5):
-            pass
-    except StartupError as exc:
-        phase = "stopping"
-        plane.stop()
-        print(f"stagecoach: {exc}", file=sys.stderr, flush=True)
-        return 1
+        try:
+            signal.signal(signal.SIGINT, on_signal)
+            signal.signal(signal.SIGTERM, on_signal)
+            preflight(args)
+            plane.start()
+            phase = "running"
+            print(f"Stagecoach API:   {plane.url}", flush=True)
+            print(f"AWS emulator:     {plane.aws_url}  (AWS_ENDPOINT_URL)", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            while not stop.wait(0.5):
+                pass
+        except StartupError as exc:
+            phase = "stopping"  # a signal before this line raises StopRequested, caught below
+            failure = exc
+        except Exception:  # a bug: stop what started, then show it
+            phase = "stopping"
+            plane.stop()
+            raise
     except StopRequested:
         pass
     phase = "stopping"
     plane.stop()
+    if failure is not None:
+        print(f"stagecoach: {failure}", file=sys.stderr, flush=True)
+        return 1
     print("Stagecoach stopped.", flush=True)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -360,7 +360,7 @@ def test_with_json_a_usage_error_is_a_json_line_on_stderr(position: str) -> None
     assert len(err.splitlines()) == 1
     document = json.loads(err)
     assert document["code"] == "UsageError"
-    assert "one of the arguments --ref --sha is required" in document["message"]
+    assert "one of the arguments --ref --tag --sha is required" in document["message"]
 
 
 def test_error_documents() -> None:
