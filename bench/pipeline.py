@@ -4,6 +4,8 @@ transitions_per_stage: state transitions (StateEntered events) per stage in the 
   path with one CloudFormation poll, counted from the execution history.
 push_to_done_s: seconds from the webhook's 202 to a 4-stage release SUCCEEDED (no approvals,
   trivial buildspec), through the real HTTP API, event pump and local builder.
+events_while_waiting: history events added to a release while it waits --wait seconds (default 60)
+  for a stage another release holds (QUEUED stack, the holder waits for its approval); goal <= 10.
 """
 
 from __future__ import annotations
@@ -90,10 +92,56 @@ def transitions_per_stage(aws_url: str, execution_arn: str) -> list[int]:
     return counts
 
 
+def history_length(aws_url: str, execution_arn: str) -> int:
+    """How many events the execution's history holds."""
+    import boto3
+
+    sfn: Any = boto3.client("stepfunctions", endpoint_url=aws_url, region_name="us-east-1")
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    return sum(len(page["events"]) for page in pages)
+
+
+def wait_for(url: str, release_id: str, stage: str, status: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll the release until ``stage`` has ``status``."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        _, release = http("GET", f"{url}/releases/{release_id}")
+        if any(s["name"] == stage and s["status"] == status for s in release["stages"]):
+            return dict(release)
+        time.sleep(0.05)
+    raise TimeoutError(f"{release_id}: {stage} never became {status}")
+
+
+def events_while_waiting(url: str, aws_url: str, repo: Path, seconds: float) -> tuple[int, int]:
+    """(events added while parked for ``seconds``, events in all) of a release waiting for a held stage."""
+    body = {
+        "id": "waiting",
+        "name": "waiting",
+        "execution_mode": "QUEUED",
+        "stages": [{"name": "prod", "parameters": {"Stage": "prod"}, "approval": True}],
+        "repository": {"provider": "github", "full_name": "acme/bench", "clone_url": str(repo)},
+    }
+    status, created = http("POST", f"{url}/stacks", body)
+    assert status == 201, created
+    ids = []
+    for n in range(2):
+        _, accepted = http("POST", f"{url}/stacks/waiting/releases", {"sha": new_commit(repo, 100 + n)})
+        ids.append(accepted["release_id"])
+        wait_for(url, ids[-1], "prod", "AWAITING_APPROVAL" if n == 0 else "WAITING")
+    _, parked = http("GET", f"{url}/releases/{ids[1]}")
+    before = history_length(aws_url, parked["execution_arn"])
+    time.sleep(seconds)  # the wait being measured
+    after = history_length(aws_url, parked["execution_arn"])
+    for release_id in ids:
+        http("POST", f"{url}/releases/{release_id}/cancel", {})
+    return after - before, after
+
+
 def main() -> int:
     """Print the figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--releases", type=int, default=5)
+    parser.add_argument("--wait", type=float, default=60.0, help="seconds a release waits for a held stage")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, running_plane(pump=True) as plane:
         repo, _ = example_repo(Path(tmp), buildspec=TRIVIAL_BUILDSPEC)
@@ -113,11 +161,13 @@ def main() -> int:
             elapsed, release = push_and_wait(plane.url, secret, new_commit(repo, n))
             times.append(elapsed)
             update_counts = transitions_per_stage(plane.aws_url, release["execution_arn"])
+        added, total = events_while_waiting(plane.url, plane.aws_url, repo, args.wait)
     print(f"stages: {len(STAGES)}, releases timed: {args.releases} (+1 creating the stacks: {first_time:.2f} s)")
     print(f"transitions per stage, creating stacks: {create_counts}; updating: {update_counts}")
     print(f"push_to_done_s_all: {', '.join(f'{t:.2f}' for t in times)}")
     print(f"transitions_per_stage: {max(update_counts)}")
     print(f"push_to_done_s: {statistics.median(times):.2f}")
+    print(f"events_while_waiting: {added} (over {args.wait:.0f} s; {total} events in that release's history)")
     return 0
 
 

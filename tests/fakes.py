@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -249,6 +250,7 @@ class InMemoryLaneStore:
         self._releases = releases
         self.states_by_stack: dict[str, dict[str, StageState]] = {}
         self.commits = 0
+        self.batch_reads = 0
         self.conflict_next = 0
 
     def lane(self, stack_id: str, stage: str) -> Lane:
@@ -257,6 +259,10 @@ class InMemoryLaneStore:
 
     def states(self, stack_id: str) -> dict[str, StageState]:
         return dict(self.states_by_stack.get(stack_id, {}))
+
+    def states_of(self, stacks: Sequence[Stack]) -> dict[str, dict[str, StageState]]:
+        self.batch_reads += 1
+        return {stack.id: dict(self.states_by_stack.get(stack.id, {})) for stack in stacks}
 
     def commit(self, change: LaneChange) -> None:
         lane = change.lane
@@ -396,3 +402,23 @@ class CountingMetrics:
 
     def count(self, name: str, value: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + value
+
+
+class InMemoryBuildRecords:
+    """BuildRecords in dicts: build tokens, build details and the sha of each release."""
+
+    def __init__(self, shas: dict[str, str] | None = None) -> None:
+        self.tokens: dict[str, tuple[str, str]] = {}
+        self.builds: dict[str, dict[str, Any]] = {}
+        self.shas: dict[str, str] = dict(shas or {})
+
+    def put_build_token(self, release_id: str, token: str, template_key: str) -> None:
+        self.tokens[release_id] = (token, template_key)
+
+    def build_token(self, release_id: str) -> tuple[str, str] | None:
+        return self.tokens.get(release_id)
+
+    def record_build(self, release_id: str, build: dict[str, Any], resolved_sha: str | None = None) -> None:
+        self.builds[release_id] = build
+        if resolved_sha and not self.shas.get(release_id):
+            self.shas[release_id] = resolved_sha

@@ -7,6 +7,7 @@ check that the stack is still the one the release belongs to (same ``uid``), and
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pynamodb.connection import Connection
@@ -15,6 +16,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.errors import ConflictError
 from chalicelib.domain.lanes import Contender, Deployed, Holder, Lane, Target
+from chalicelib.domain.stacks import Stack
 from chalicelib.services.ports import LaneChange, StageState
 
 from .models import LaneModel, StackModel, StageRunModel, plain
@@ -81,6 +83,15 @@ def lane_from_model(stack_id: str, stage: str, item: LaneModel | None) -> Lane:
             deployed_at=current.get("deployed_at", ""),
         )
     return Lane(stack_id, stage, holder, waiters, deployed, int(item.lane_version or 0))
+
+
+def _state(stack_id: str, stage: str, item: LaneModel) -> StageState:
+    return StageState(
+        lane=lane_from_model(stack_id, stage, item),
+        last_outcome=item.last_outcome,
+        outputs=json.loads(item.outputs_json) if item.outputs_json else None,
+        updated_at=item.updated_at,
+    )
 
 
 def _holder_json(holder: Holder | None) -> str | None:
@@ -161,13 +172,17 @@ class DynamoLaneStore:
         states: dict[str, StageState] = {}
         for item in LaneModel.query(f"STACK#{stack_id}", LaneModel.sk.startswith("STAGE#")):
             stage = item.sk.removeprefix("STAGE#")
-            states[stage] = StageState(
-                lane=lane_from_model(stack_id, stage, item),
-                last_outcome=item.last_outcome,
-                outputs=json.loads(item.outputs_json) if item.outputs_json else None,
-                updated_at=item.updated_at,
-            )
+            states[stage] = _state(stack_id, stage, item)
         return states
+
+    def states_of(self, stacks: Sequence[Stack]) -> dict[str, dict[str, StageState]]:
+        """One BatchGetItem per 100 stages (the stacks list their stages), not a query per stack."""
+        keys = {(f"STACK#{stack.id}", f"STAGE#{stage.name}") for stack in stacks for stage in stack.stages}
+        found: dict[str, dict[str, StageState]] = {stack.id: {} for stack in stacks}
+        for item in LaneModel.batch_get(keys):
+            stack_id, stage = item.pk.removeprefix("STACK#"), item.sk.removeprefix("STAGE#")
+            found.setdefault(stack_id, {})[stage] = _state(stack_id, stage, item)
+        return found
 
     def commit(self, change: LaneChange) -> None:
         """Lane + stack check + runs in one transaction; ConflictError if a condition fails."""

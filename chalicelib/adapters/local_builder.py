@@ -4,9 +4,12 @@
 failed build; it returns a ``LocalBuildResult`` with status ``SUCCEEDED``, ``FAILED`` or
 ``TIMED_OUT``. Semantics, kept simple and close to CodeBuild:
 
-- DOWNLOAD_SOURCE: ``git clone`` into a temp dir, check out ``sha`` (a full/short sha, branch or
-  tag; detached HEAD), read and parse the buildspec. A bad URL, an unknown sha or an invalid
-  buildspec fail this phase.
+- DOWNLOAD_SOURCE: ``git clone`` into a temp dir, check out ``sha`` (detached HEAD), read and
+  parse the buildspec. ``sha`` is a full or short sha, a branch (``main`` or ``refs/heads/main``),
+  a tag (``v1`` or ``refs/tags/v1``) or any other ref of the clone URL (``refs/pull/1/head``),
+  whatever the remote's HEAD is: branches are looked up among the clone's ``origin/*``, tags among
+  its tags, and what the clone does not have is fetched by name (a sha no ref points at too).
+  A bad URL, an unknown version or an invalid buildspec fail this phase.
 - INSTALL, PRE_BUILD, BUILD, POST_BUILD (only those in the buildspec): every command is its own
   ``bash`` process in its own process group (processes a command leaves in the background are
   killed when it ends), but as in CodeBuild 0.2 the shell state carries over: the directory a
@@ -272,7 +275,7 @@ class LocalBuilder:
                 "CLIENT_ERROR",
                 f"git clone of {redact_url(request.clone_url)} failed (exit status {rc})",
             )
-        resolved = self._resolve(build, git_env, request.sha) or self._resolve(build, git_env, f"origin/{request.sha}")
+        resolved = self._resolve_source_version(build, git_env, request.sha)
         if resolved is None:
             raise _PhaseFailed(
                 "CLIENT_ERROR",
@@ -324,6 +327,23 @@ class LocalBuilder:
         for key in spec.ignored_keys:
             log.container(f"WARNING: buildspec key '{key}' is not supported locally; ignored")
         return spec, resolved
+
+    def _resolve_source_version(self, build: _Build, env: Mapping[str, str], version: str) -> str | None:
+        """The commit ``version`` names in the clone; what the clone lacks is fetched from the remote."""
+        for candidate in local_candidates(version):
+            resolved = self._resolve(build, env, candidate)
+            if resolved is not None:
+                return resolved
+        # Not a branch, tag or commit the clone has: a ref outside refs/heads and refs/tags, or a
+        # commit no ref points at any more. Ask the remote for it by name, as CodeBuild does.
+        build.log.container(f"Fetching {version} from the source repository")
+        rc = self._exec(
+            build,
+            [self._git, "fetch", "--quiet", "--no-tags", "origin", "--end-of-options", version],
+            cwd=str(build.src_dir),
+            env=env,
+        )
+        return self._resolve(build, env, "FETCH_HEAD") if rc == 0 else None
 
     def _resolve(self, build: _Build, env: Mapping[str, str], ref: str) -> str | None:
         remaining = build.deadline - time.monotonic()
@@ -510,6 +530,21 @@ declare -p 2>/dev/null | grep -Ev '^declare -[a-zA-Z]*r[a-zA-Z]* ' \
 pwd > "$__sc_session.cwd"
 exit $__sc_rc
 """
+
+
+def local_candidates(version: str) -> list[str]:
+    """What ``version`` may be called in a fresh clone, most specific first.
+
+    A clone has the remote's branches as ``refs/remotes/origin/*`` (only the remote HEAD's branch
+    is also a local branch) and its tags as ``refs/tags/*``.
+    """
+    if version.startswith("refs/heads/"):
+        return [f"refs/remotes/origin/{version.removeprefix('refs/heads/')}"]
+    if version.startswith("refs/tags/"):
+        return [version]
+    if version.startswith("refs/"):
+        return []
+    return [f"refs/remotes/origin/{version}", f"refs/tags/{version}", version]
 
 
 def _kill_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:

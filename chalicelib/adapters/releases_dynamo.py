@@ -309,10 +309,13 @@ class DynamoReleaseRepository:
             return None
         return item.task_token, item.template_key
 
-    def record_build(self, release_id: str, build: dict[str, Any]) -> None:
-        """Set the release's build details."""
+    def record_build(self, release_id: str, build: dict[str, Any], resolved_sha: str | None = None) -> None:
+        """Set the release's build details and, in the same update, a sha it lacks (a release by ref)."""
+        actions: list[Any] = [ReleaseModel.build.set(build)]
+        if resolved_sha:
+            actions.append(ReleaseModel.sha.set(ReleaseModel.sha | resolved_sha))  # if_not_exists(sha, :sha)
         ReleaseModel(pk=release_pk(release_id), sk=RELEASE_SK).update(
-            actions=[ReleaseModel.build.set(build)], condition=ReleaseModel.pk.exists()
+            actions=actions, condition=ReleaseModel.pk.exists()
         )
 
     def waiting_token(self, release_id: str, stage: str) -> str | None:

@@ -18,30 +18,41 @@ EXIT_CONNECTION = 2
 
 
 class CliError(Exception):
-    """An error shown as one line on stderr; ``exit_code`` is the process exit status."""
+    """An error shown as one line on stderr; ``exit_code`` is the process exit status.
 
-    def __init__(self, message: str, exit_code: int = EXIT_API) -> None:
+    ``code`` names the kind of error in the JSON form (``--json``): ``{"code", "message"}``.
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_API, code: str = "CommandFailed") -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+        self.code = code
+
+    def document(self) -> dict[str, Any]:
+        """The error as JSON: ``{"code", "message"}``."""
+        return {"code": self.code, "message": self.message}
 
 
 class ApiError(CliError):
     """The API answered with an error status."""
 
     def __init__(self, status: int, code: str, message: str, body: Any = None) -> None:
-        super().__init__(f"{status} {code}: {message}" if message else f"{status} {code}", EXIT_API)
+        super().__init__(f"{status} {code}: {message}" if message else f"{status} {code}", EXIT_API, code)
         self.status = status
-        self.code = code
         self.api_message = message
         self.body = body
+
+    def document(self) -> dict[str, Any]:
+        """The API's own ``{"code", "message"}`` and the HTTP ``status``."""
+        return {"code": self.code, "message": self.api_message, "status": self.status}
 
 
 class ConnectionFailed(CliError):
     """The API could not be reached or did not answer in time."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, EXIT_CONNECTION)
+        super().__init__(message, EXIT_CONNECTION, "ConnectionFailed")
 
 
 def path(*segments: str) -> str:
@@ -105,7 +116,9 @@ class Api:
             try:
                 all_headers = signed_headers(method, url, data or b"", all_headers)
             except (NoCredentialsError, ValueError) as exc:
-                raise CliError(f"cannot sign the request for {self.base_url}: {exc}", EXIT_CONNECTION) from None
+                raise CliError(
+                    f"cannot sign the request for {self.base_url}: {exc}", EXIT_CONNECTION, "CannotSign"
+                ) from None
         request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
         try:
             with self._open(request, timeout=self.timeout) as response:
@@ -124,7 +137,9 @@ class Api:
         try:
             return status, json.loads(text)
         except ValueError:
-            raise CliError(f"{status}: the API answered with something that is not JSON: {text[:120]!r}") from None
+            raise CliError(
+                f"{status}: the API answered with something that is not JSON: {text[:120]!r}", code="NotJson"
+            ) from None
 
     def _unreachable(self, reason: Any) -> ConnectionFailed:
         if isinstance(reason, (TimeoutError, socket.timeout)):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ from .api import DEFAULT_TIMEOUT, DEFAULT_URL, Api, CliError, path
 from .watch import watch_release
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, what a tool killed by the closed pipe would exit with
 Handler = Callable[["Context"], int]
 
 
@@ -41,6 +45,12 @@ class Context:
     out: TextIO
     err: TextIO
     stdin: TextIO
+
+    @property
+    def width(self) -> int | None:
+        """The terminal's width when printing to one (tables fit it); None for a pipe or a file."""
+        isatty = getattr(self.out, "isatty", None)
+        return shutil.get_terminal_size().columns if callable(isatty) and isatty() else None
 
     @property
     def json(self) -> bool:
@@ -88,7 +98,7 @@ def _non_negative(text: str) -> float:
 
 
 def stacks_list(ctx: Context) -> int:
-    """All stacks, following ``next_token``."""
+    """All stacks, each stage with its status and current commit, following ``next_token``."""
     stacks: list[Any] = []
     token: str | None = None
     while True:
@@ -97,7 +107,7 @@ def stacks_list(ctx: Context) -> int:
         token = page.get("next_token")
         if not token:
             break
-    ctx.emit({"stacks": stacks, "next_token": None}, lambda: fmt.stacks_table(stacks))
+    ctx.emit({"stacks": stacks, "next_token": None}, lambda: fmt.stacks_table(stacks, ctx.width))
     return 0
 
 
@@ -231,7 +241,7 @@ def stages_update(ctx: Context) -> int:
         stack = ctx.api.get(path("stacks", args.stack))
         current = next((s for s in stack.get("stages") or [] if s.get("name") == args.name), None)
         if current is None:
-            raise CliError(f"stack {args.stack!r} has no stage {args.name!r}")
+            raise CliError(f"stack {args.stack!r} has no stage {args.name!r}", code="NotFound")
         parameters = dict(current.get("parameters") or {})
         parameters.update(dict(args.param or []))
         for key in args.unset_param or []:
@@ -278,7 +288,7 @@ def releases_list(ctx: Context) -> int:
         token = page.get("next_token")
         if not token:
             break
-    ctx.emit({"releases": releases, "next_token": token}, lambda: fmt.releases_table(releases))
+    ctx.emit({"releases": releases, "next_token": token}, lambda: fmt.releases_table(releases, ctx.width))
     return 0
 
 
@@ -324,9 +334,10 @@ def reject(ctx: Context) -> int:
 
 
 def deploy(ctx: Context) -> int:
-    """Start a release of a ref or sha by hand; ``--watch`` follows it."""
+    """Start a release of a branch, tag, ref or sha by hand; ``--watch`` follows it."""
     args = ctx.args
-    body = {k: v for k, v in (("ref", args.ref), ("sha", args.sha)) if v}
+    ref = f"refs/tags/{args.tag}" if args.tag else args.ref
+    body = {k: v for k, v in (("ref", ref), ("sha", args.sha)) if v}
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     answer = ctx.api.post(path("stacks", args.stack, "releases"), body, headers=headers)
     release_id = str(answer.get("release_id"))
@@ -337,24 +348,33 @@ def deploy(ctx: Context) -> int:
     return _watch(ctx, release_id)
 
 
+def command_prefix(args: argparse.Namespace) -> str:
+    """How to run the CLI again against the same control plane (``stagecoach --url URL`` if one was given)."""
+    url = getattr(args, "url", None)
+    return f"stagecoach --url {shlex.quote(url)}" if url else "stagecoach"
+
+
 def _watch(ctx: Context, release_id: str) -> int:
     where = path("releases", release_id)
-    progress = ctx.err if ctx.json else ctx.out
-    code = watch_release(
+    result = watch_release(
         release_id,
         lambda: ctx.api.get(where),
-        progress,
-        ctx.err,
+        ctx.err if ctx.json else ctx.out,
         interval=ctx.args.interval,
         timeout=ctx.args.timeout,
+        stop_at_approval=not ctx.args.through_approval,
+        command=command_prefix(ctx.args),
     )
-    if ctx.json and code in (0, 1, 3):
-        ctx.emit(ctx.api.get(where), "")
-    return code
+    if ctx.json and result.release:
+        ctx.emit(result.release, "")
+    if result.problem is not None:
+        result.problem.exit_code = result.exit_code
+        raise result.problem
+    return result.exit_code
 
 
 def watch(ctx: Context) -> int:
-    """Follow a release until it ends (0 SUCCEEDED, 1 FAILED, 2 API error, 3 timeout)."""
+    """Follow a release until it ends or waits for an approval (exit codes: docs/cli.md)."""
     return _watch(ctx, ctx.args.release)
 
 
@@ -397,6 +417,11 @@ def _common() -> argparse.ArgumentParser:
 def _watch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=_non_negative, default=1.0, help="seconds between polls (1)")
     parser.add_argument("--timeout", type=_non_negative, default=None, help="give up after SECONDS (exit 3)")
+    parser.add_argument(
+        "--through-approval",
+        action="store_true",
+        help="keep watching while a stage awaits approval (by default watch returns there, exit 4)",
+    )
 
 
 def _stage_options(parser: argparse.ArgumentParser, approval_default: bool | None) -> None:
@@ -499,7 +524,8 @@ def build_parser() -> Parser:
     dep = command(top, "deploy", deploy, "release a ref or sha by hand")
     dep.add_argument("stack")
     which = dep.add_mutually_exclusive_group(required=True)
-    which.add_argument("--ref", help="branch or tag (or refs/...)")
+    which.add_argument("--ref", help="branch (main), or a full ref (refs/heads/x, refs/tags/v1, refs/pull/1/head)")
+    which.add_argument("--tag", help="tag (same as --ref refs/tags/TAG)")
     which.add_argument("--sha", help="commit sha")
     dep.add_argument("--idempotency-key", help="retries with the same key start one release")
     dep.add_argument("--watch", action="store_true", help="then follow the release")
@@ -508,7 +534,7 @@ def build_parser() -> Parser:
     hook = group("webhook", "webhook secrets")
     command(hook, "rotate", webhook_rotate, "a new webhook secret (shown once)").add_argument("stack")
 
-    wat = command(top, "watch", watch, "follow a release until it ends")
+    wat = command(top, "watch", watch, "follow a release until it ends or awaits an approval")
     wat.add_argument("release")
     _watch_options(wat)
 
@@ -524,6 +550,21 @@ def build_parser() -> Parser:
     return parser
 
 
+def report(error: CliError, as_json: bool, err: TextIO) -> int:
+    """Print ``error`` on ``err`` (one line: text, or ``{"code","message"}`` with ``--json``); its exit status."""
+    print(json.dumps(error.document()) if as_json else f"stagecoach: {error.message}", file=err)
+    return error.exit_code
+
+
+def _silence_stdout() -> None:
+    """Point the process's stdout at /dev/null: its reader is gone, and flushing at exit would fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured by a test): nothing left to flush
+        pass
+
+
 def main(
     argv: Sequence[str] | None = None,
     stdout: TextIO | None = None,
@@ -532,24 +573,28 @@ def main(
 ) -> int:
     """Run one command; returns the exit status (errors are one line on stderr)."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
+    arguments = list(argv) if argv is not None else sys.argv[1:]
+    as_json = "--json" in arguments
     try:
-        args = build_parser().parse_args(list(argv) if argv is not None else None)
+        args = build_parser().parse_args(arguments)
     except UsageError as exc:
-        print(str(exc), file=err)
-        return EXIT_USAGE
+        return report(CliError(str(exc), EXIT_USAGE, "UsageError"), as_json, err)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     api = Api(resolve_url(args.url), timeout=args.http_timeout, sign=True if args.sigv4 else None)
     ctx = Context(args, api, out, err, stdin or sys.stdin)
     handler: Handler = args.handler
     try:
-        return handler(ctx)
+        code = handler(ctx)
+        out.flush()  # here, not at exit: a closed pipe must end up below, not as "Exception ignored"
+        return code
     except UsageError as exc:
-        print(str(exc), file=err)
-        return EXIT_USAGE
+        return report(CliError(str(exc), EXIT_USAGE, "UsageError"), ctx.json, err)
     except CliError as exc:
-        print(f"stagecoach: {exc.message}", file=err)
-        return exc.exit_code
+        return report(exc, ctx.json, err)
+    except BrokenPipeError:  # `stagecoach ... | head`: the reader has all it wanted
+        if out is sys.stdout:
+            _silence_stdout()
+        return EXIT_CLOSED_PIPE
     except KeyboardInterrupt:
-        print("stagecoach: interrupted", file=err)
-        return 130
+        return report(CliError("interrupted", EXIT_INTERRUPTED, "Interrupted"), ctx.json, err)

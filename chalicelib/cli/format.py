@@ -9,8 +9,20 @@ Json = dict[str, Any]
 DASH = "-"
 
 
+MIN_FLEXIBLE_WIDTH = 12
+
+
+class Blank:
+    """A cell left empty on purpose (``-`` would say "none"): a stack's second and later stage rows."""
+
+
+BLANK = Blank()
+
+
 def cell(value: Any) -> str:
-    """A table cell: ``None``/empty → ``-``, booleans → yes/no, newlines flattened."""
+    """A table cell: ``None``/empty → ``-``, booleans → yes/no, newlines flattened, ``BLANK`` → nothing."""
+    if isinstance(value, Blank):
+        return ""
     if value is None or value == "":
         return DASH
     if isinstance(value, bool):
@@ -18,13 +30,26 @@ def cell(value: Any) -> str:
     return " ".join(str(value).split()) if isinstance(value, str) else str(value)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Left-aligned columns separated by two spaces; no trailing whitespace."""
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], width: int | None = None, flexible: str | None = None
+) -> str:
+    """Left-aligned columns separated by two spaces; no trailing whitespace.
+
+    With ``width`` (a terminal's), the ``flexible`` column's cells are cut (``…``) so that lines fit,
+    down to ``MIN_FLEXIBLE_WIDTH`` characters.
+    """
     body = [[cell(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in body:
         for i, text in enumerate(row):
             widths[i] = max(widths[i], len(text))
+    if width is not None and flexible in headers:
+        column = list(headers).index(str(flexible))
+        excess = sum(widths) + 2 * (len(widths) - 1) - width
+        if excess > 0:
+            widths[column] = max(widths[column] - excess, MIN_FLEXIBLE_WIDTH, len(headers[column]))
+            for row in body:
+                row[column] = truncate(row[column], widths[column])
     lines = []
     for row in [list(headers), *body]:
         lines.append("  ".join(text.ljust(widths[i]) for i, text in enumerate(row)).rstrip())
@@ -80,22 +105,27 @@ def short_ref(ref: Any) -> str:
 # ------------------------------------------------------------------ stacks
 
 
-def stacks_table(stacks: Iterable[Mapping[str, Any]]) -> str:
-    """One line per stack."""
-    rows = [
-        (
-            s.get("id"),
-            s.get("name"),
-            (s.get("repository") or {}).get("full_name"),
-            (s.get("repository") or {}).get("provider"),
-            " → ".join(str(st.get("name")) + ("*" if st.get("approval") else "") for st in s.get("stages") or []),
-            ", ".join(s.get("branches") or []),
-        )
-        for s in stacks
-    ]
+def stacks_table(stacks: Iterable[Mapping[str, Any]], width: int | None = None) -> str:
+    """One line per stage of each stack: its status and the commit it runs (``*``: approval first)."""
+    rows = []
+    for s in stacks:
+        repository = s.get("repository") or {}
+        for position, st in enumerate(s.get("stages") or [{}]):
+            current = st.get("current_release") or {}
+            rows.append(
+                (
+                    s.get("id") if position == 0 else BLANK,
+                    repository.get("full_name") if position == 0 else BLANK,
+                    str(st.get("name") or "") + ("*" if st.get("approval") else ""),
+                    st.get("status"),
+                    short_sha(current.get("sha")) or current.get("release_id"),
+                    when(current.get("deployed_at")),
+                )
+            )
     if not rows:
         return "no stacks yet (create one with: stagecoach stacks create ...)"
-    return table(("ID", "NAME", "REPOSITORY", "PROVIDER", "STAGES (*approval)", "BRANCHES"), rows)
+    headers = ("STACK", "REPOSITORY", "STAGE", "STATUS", "COMMIT", "DEPLOYED (UTC)")
+    return table(headers, rows, width, flexible="REPOSITORY")
 
 
 def pipeline_table(stages: Iterable[Mapping[str, Any]]) -> str:
@@ -164,7 +194,7 @@ def created_stack(stack: Mapping[str, Any], base_url: str) -> str:
 # ------------------------------------------------------------------ releases
 
 
-def releases_table(releases: Iterable[Mapping[str, Any]]) -> str:
+def releases_table(releases: Iterable[Mapping[str, Any]], width: int | None = None) -> str:
     """One line per release, newest first as the API returns them."""
     rows = [
         (
@@ -182,7 +212,8 @@ def releases_table(releases: Iterable[Mapping[str, Any]]) -> str:
     ]
     if not rows:
         return "no releases"
-    return table(("ID", "STATUS", "REF", "SHA", "MESSAGE", "TRIGGER", "RECEIVED (UTC)", "DURATION", "FAILED AT"), rows)
+    headers = ("ID", "STATUS", "REF", "SHA", "MESSAGE", "TRIGGER", "RECEIVED (UTC)", "DURATION", "FAILED AT")
+    return table(headers, rows, width, flexible="MESSAGE")
 
 
 def release_details(release: Mapping[str, Any]) -> str:

@@ -187,6 +187,11 @@ def ensure_bare_repository(repo: Path) -> bool:
     return True
 
 
+def head_branch(branches: Iterable[str]) -> str | None:
+    """The first of the stack's branch patterns that names one branch (``release/*`` does not)."""
+    return next((b for b in branches if b and not any(c in b for c in "*?[")), None)
+
+
 def connect(
     api: Api,
     stack_id: str,
@@ -207,6 +212,12 @@ def connect(
     settings = {"url": url, "stack": stack_id, "secret": secret, "fullname": str(repository.get("full_name", ""))}
     for key, value in settings.items():
         git(repo, "config", f"stagecoach.{key}", value)
+    # Clones (and `git clone` of the stack's clone URL by anyone) check out HEAD: make it the branch
+    # that releases, not git's default (master) that the stack may not even have.
+    branch = head_branch(stack.get("branches") or ["main"])
+    head = f"refs/heads/{branch}" if branch else None
+    if head is not None:
+        git(repo, "symbolic-ref", "HEAD", head)
     hook = repo / "hooks" / "post-receive"
     hook.parent.mkdir(exist_ok=True)
     hook.write_text(hook_script(url, stack_id))
@@ -218,6 +229,7 @@ def connect(
         "created": created,
         "hook": str(hook),
         "url": url,
+        "head": head,
         "full_name": settings["fullname"],
         "secret_rotated": rotated,
         "clone_url_matches": clone_url in (str(repo), f"file://{repo}"),
@@ -231,6 +243,8 @@ def connect_report(result: Mapping[str, Any]) -> str:
         f"{'created' if result['created'] else 'using'} bare repository {result['path']}",
         f"installed {result['hook']}: pushes go to {result['url']}/webhooks/github/{result['stack_id']}",
     ]
+    if result.get("head"):
+        lines.append(f"HEAD is {result['head']} (the stack's first branch)")
     if result["secret_rotated"]:
         lines.append(
             "no --secret given: rotated the stack's webhook secret and stored the new one in the repository's "
@@ -243,7 +257,8 @@ def connect_report(result: Mapping[str, Any]) -> str:
             f"note: the stack's clone_url is {result['stack_clone_url']!r}; builds clone from there, "
             f"so create the stack with --clone-url {result['path']}"
         )
-    lines.append(f"push to it: git remote add stagecoach {result['path']} && git push stagecoach main")
+    branch = str(result.get("head") or "refs/heads/main").removeprefix("refs/heads/")
+    lines.append(f"push to it: git remote add stagecoach {result['path']} && git push stagecoach {branch}")
     return "\n".join(lines)
 
 

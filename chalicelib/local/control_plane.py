@@ -1,9 +1,11 @@
 """``make run``: the whole control plane on one laptop.
 
 Starts the moto emulator in-process (state machine execution on), creates every resource the app
-needs there, serves the Chalice app over HTTP in-process (no reloader child), and runs the event
-pump that delivers queue messages and build events to the handlers in ``app.py``. SIGINT or
-SIGTERM stops all of it.
+needs there, serves the Chalice app over HTTP in-process (no reloader child; one thread per
+connection, a listen backlog of ``LISTEN_BACKLOG``), and runs the event pump that delivers queue
+messages and build events to the handlers in ``app.py``. SIGINT or SIGTERM stops all of it, at
+any moment of start-up too. A busy port, a state directory that cannot be written or a missing
+git end start-up at once with one line on stderr that names the problem and the fix.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
+from .preflight import LISTEN_BACKLOG, StartupError, check_git, check_state_dir, reserve_port
 from .resources import ROOT, LocalResources, ensure_resources
+
+DEFAULT_STATE_DIR = ROOT / ".stagecoach"
+REPEATED_SIGNAL_SECONDS = 2.0
+STATE_DIR_VARIABLE = "STAGECOACH_STATE_DIR"
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "stagecoach-local",
@@ -45,6 +56,66 @@ def configure_emulator_environment(aws_port: int, region: str = "us-east-1") -> 
     os.environ["MOTO_PORT"] = str(aws_port)
 
 
+def _listening_http_server_class(listener: socket.socket) -> Any:
+    """chalice.local's threaded server class, serving on ``listener`` with a backlog of ``LISTEN_BACKLOG``.
+
+    chalice's ``ThreadedHTTPServer`` keeps socketserver's backlog of 5: a burst of connections
+    (GitHub delivering several pushes at once) gets connection resets that nobody retries.
+    """
+    from chalice.local import ThreadedHTTPServer
+
+    class ListeningHTTPServer(ThreadedHTTPServer):
+        request_queue_size = LISTEN_BACKLOG
+
+        def __init__(self, address: Any, handler: Any) -> None:
+            super().__init__(address, handler, bind_and_activate=False)
+            self.server_close()  # closes the socket socketserver made: serve on the reserved one instead
+            self.socket = listener
+            self.server_address = listener.getsockname()
+            self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+            self.server_activate()  # listen(LISTEN_BACKLOG)
+
+    return ListeningHTTPServer
+
+
+def _emulator_server(listener: socket.socket) -> Any:
+    """moto's ``ThreadedMotoServer`` serving on the already bound ``listener``.
+
+    moto 5.2.5 binds in its server thread; on a busy port werkzeug prints its own message and
+    exits that thread, and ``start()`` waits for ever. Here the port is bound before (so a busy
+    port is reported at once) and a failure in the thread ends ``start()`` with the error.
+    """
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class ReservedPortMotoServer(ThreadedMotoServer):
+        error: BaseException | None = None
+
+        def _server_entry(self) -> None:
+            try:
+                listener.listen(LISTEN_BACKLOG)
+                self._server = make_server(
+                    self._ip_address,
+                    self._port,
+                    DomainDispatcherApplication(create_backend_app),
+                    True,
+                    request_handler=MotoRequestHandler,
+                    fd=listener.fileno(),
+                )
+            except BaseException as exc:  # start() must return, and say why
+                self.error = exc
+                self._server_ready_event.set()
+                return
+            finally:
+                listener.close()  # werkzeug serves on a duplicate of it
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    host, port = listener.getsockname()[:2]
+    return ReservedPortMotoServer(ip_address=host, port=port, verbose=False)
+
+
 @dataclass
 class ControlPlane:
     """A running local control plane; ``stop()`` ends every thread and frees both ports."""
@@ -66,8 +137,14 @@ class ControlPlane:
         return f"http://{self.host}:{self.aws_port}"
 
     def start(self, pump: bool = True) -> "ControlPlane":
-        """Start the emulator, create resources, serve the app and (optionally) the event pump."""
-        from moto.server import ThreadedMotoServer
+        """Start the emulator, create resources, serve the app and (optionally) the event pump.
+
+        Both ports are bound first: StartupError at once if one is in use (port 0: any free port).
+        """
+        api_listener = reserve_port(self.host, self.port, "PORT", "API")
+        self._stoppers.append(api_listener.close)
+        aws_listener = reserve_port(self.host, self.aws_port, "AWS_PORT", "AWS emulator")
+        self._stoppers.append(aws_listener.close)
 
         from . import cloudformation
         from .emulator import enable_state_machine_execution, harden_moto
@@ -80,8 +157,10 @@ class ControlPlane:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's per-request lines
         # Every error a state catches is logged by moto too; GET /releases/{id}/history shows them.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-        emulator = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
+        emulator = _emulator_server(aws_listener)
         emulator.start()
+        if emulator.error is not None:
+            raise StartupError(f"the AWS emulator could not start: {emulator.error}")
         self.aws_port = emulator.get_host_and_port()[1]
         self._stoppers.append(emulator.stop)
         configure_emulator_environment(self.aws_port)
@@ -93,18 +172,23 @@ class ControlPlane:
         os.environ.update(self.resources.environment())
 
         from chalice.config import Config
-        from chalice.local import LocalChalice, LocalDevServer, create_local_server
+        from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
 
         from app import app
         from chalicelib import bootstrap
 
         bootstrap.reset()
         config = Config.create(chalice_stage="local", project_dir=str(ROOT), config_from_disk={})
-        if isinstance(app, LocalChalice):  # already made thread-local by an earlier start in this process
-            server = LocalDevServer(app, config, self.host, self.port)
-        else:
-            server = create_local_server(app, config, self.host, self.port)
+        if not isinstance(app, LocalChalice):
+            # What chalice.local.create_local_server does (once per process): current_request becomes
+            # thread-local. Its server is not used: it would bind the port with a backlog of 5.
+            CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+            app.__class__ = CustomLocalChalice
+        server = LocalDevServer(
+            app, config, self.host, self.port, server_cls=_listening_http_server_class(api_listener)
+        )
         self.port = server.server.server_address[1]
+        server.port = self.port  # chalice prints "Serving on" with it (port 0 asked for any free port)
         thread = threading.Thread(target=server.serve_forever, name="chalice-http", daemon=True)
         thread.start()
 
@@ -132,33 +216,92 @@ class ControlPlane:
                 print(f"stagecoach: while stopping: {exc}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the local control plane until SIGINT or SIGTERM."""
+class StopRequested(BaseException):
+    """SIGINT or SIGTERM arrived while the control plane was starting (a BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` on the way swallows it)."""
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """``--host``, ``--port`` (``$PORT``), ``--aws-port`` (``$AWS_PORT``), ``--state-dir``."""
     parser = argparse.ArgumentParser(prog="stagecoach-local", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--aws-port", type=int, default=int(os.environ.get("AWS_PORT", "4566")))
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get(STATE_DIR_VARIABLE) or DEFAULT_STATE_DIR),
+        help=f"where the embedded state lives (default ${STATE_DIR_VARIABLE} or {DEFAULT_STATE_DIR})",
+    )
+    return parser.parse_args(argv)
+
+
+def preflight(args: argparse.Namespace) -> Path:
+    """The checks that need no emulator: state directory and git (ports are bound by ``start``).
+
+    Returns the state directory (absolute) and exports it as ``STAGECOACH_STATE_DIR``.
+    """
+    state_dir = check_state_dir(args.state_dir)
+    os.environ[STATE_DIR_VARIABLE] = str(state_dir)
+    check_git()
+    return state_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the local control plane until SIGINT or SIGTERM; 1 (one line on stderr) if it cannot start."""
+    args = parse_arguments(argv)
+    phase = "starting"
     stop = threading.Event()
 
+    first_signal_at: float | None = None
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
+        nonlocal phase, first_signal_at
+        now = time.monotonic()
+        if first_signal_at is None:
+            first_signal_at = now
+        if phase == "starting":  # interrupt whatever start-up is doing (an import, a call to the emulator)
+            phase = "stopping"
+            raise StopRequested(signal.Signals(signum).name)
+        if phase == "running":
+            stop.set()
+            return
+        # While stopping: the same request again (`kill` of the process group reaches make, which sends
+        # its own SIGTERM) is ignored; a new one later means "now": stop, whatever still runs.
+        if now - first_signal_at >= REPEATED_SIGNAL_SECONDS:
+            print("Stagecoach stopped (forced).", file=sys.stderr, flush=True)
+            os._exit(1)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     plane = ControlPlane(args.host, args.port, args.aws_port)
+    failure: StartupError | None = None
     try:
-        plane.start()
-        print(f"Stagecoach API:   {plane.url}", flush=True)
-        print(f"AWS emulator:     {plane.aws_url}  (AWS_ENDPOINT_URL)", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        plane.stop()
-        print("Stagecoach stopped.", flush=True)
+        try:
+            signal.signal(signal.SIGINT, on_signal)
+            signal.signal(signal.SIGTERM, on_signal)
+            preflight(args)
+            plane.start()
+            phase = "running"
+            print(f"Stagecoach API:   {plane.url}", flush=True)
+            print(f"AWS emulator:     {plane.aws_url}  (AWS_ENDPOINT_URL)", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            while not stop.wait(0.5):
+                pass
+        except StartupError as exc:
+            phase = "stopping"  # a signal before this line raises StopRequested, caught below
+            failure = exc
+        except Exception:  # a bug: stop what started, then show it
+            phase = "stopping"
+            plane.stop()
+            raise
+    except StopRequested:
+        pass
+    phase = "stopping"
+    plane.stop()
+    if failure is not None:
+        print(f"stagecoach: {failure}", file=sys.stderr, flush=True)
+        return 1
+    print("Stagecoach stopped.", flush=True)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -67,7 +67,7 @@ class BuildService:
         details = self._details(outcome)
         if outcome.succeeded:
             url = template_url(self._bucket(), template_key, self._region())
-            self._records.record_build(outcome.release_id, {**details, "template_url": url})
+            self._records.record_build(outcome.release_id, {**details, "template_url": url}, outcome.resolved_sha)
             self._callbacks.succeed(
                 token,
                 {
@@ -81,7 +81,7 @@ class BuildService:
             self._metrics.count("BuildSucceeded")
             return "succeeded"
         cause = failure_cause(outcome)
-        self._records.record_build(outcome.release_id, {**details, "cause": cause})
+        self._records.record_build(outcome.release_id, {**details, "cause": cause}, outcome.resolved_sha)
         self._callbacks.fail(token, "BuildFailed", cause)
         self._metrics.count("BuildFailed")
         return "failed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -191,8 +192,8 @@ class BuildRecords(Protocol):
     def build_token(self, release_id: str) -> tuple[str, str] | None:
         """``(task_token, template_key)`` of the release's build task, or None."""
 
-    def record_build(self, release_id: str, build: dict[str, Any]) -> None:
-        """Set the release's ``build`` details."""
+    def record_build(self, release_id: str, build: dict[str, Any], resolved_sha: str | None = None) -> None:
+        """Set the release's ``build`` details, and its ``sha`` to ``resolved_sha`` if it has none yet."""
 
 
 class ApprovalRecords(Protocol):
@@ -213,6 +214,9 @@ class LaneStore(Protocol):
 
     def states(self, stack_id: str) -> dict[str, StageState]:
         """Every stage of the stack that has a lane, by name."""
+
+    def states_of(self, stacks: Sequence[Stack]) -> dict[str, dict[str, StageState]]:
+        """The lanes of several stacks' stages (stack id → name → state), in a few batch reads."""
 
     def commit(self, change: LaneChange) -> None:
         """Write the lane and the runs atomically; ConflictError if the lane moved since it was read or

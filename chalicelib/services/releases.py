@@ -72,6 +72,20 @@ class ReleaseStarter:
         if delivery.kind == "ping":
             self._stacks.mark_hook_verified(stack_id, self._clock())
             return Outcome(200, {"ok": True, "hook_verified": True})
+        outcome = self._act_on(stack, delivery)
+        if stack.hook_verified_at is None:  # once: a warm push stays at three AWS calls
+            self._mark_verified_after_delivery(stack_id)
+        return outcome
+
+    def _mark_verified_after_delivery(self, stack_id: str) -> None:
+        """A signed delivery proves the hook works as much as a ping; never fail the delivery for it."""
+        try:
+            self._stacks.mark_hook_verified(stack_id, self._clock())
+        except Exception:
+            log.exception("could not mark the webhook of stack %s verified", stack_id)
+
+    def _act_on(self, stack: Stack, delivery: webhooks.Delivery) -> Outcome:
+        """Releases for the pushes of a verified delivery (or why it starts none)."""
         if delivery.kind != "push":
             self._metrics.count("WebhookIgnored")
             return Outcome(202, {"ignored": f"event {delivery.event!r} does not start releases"})

@@ -135,9 +135,10 @@ class StackService:
         return stack_view(stack, self._lanes.states(stack_id))
 
     def list(self, limit: str | None, next_token: str | None) -> dict[str, Any]:
-        """A page of stacks."""
+        """A page of stacks, each stage with its runtime state (status, current release, lock)."""
         page: Page = self._stacks.list(parse_limit(limit), next_token)
-        return {"stacks": [stack_view(s) for s in page.items], "next_token": page.next_token}
+        states = self._lanes.states_of(page.items) if page.items else {}
+        return {"stacks": [stack_view(s, states.get(s.id)) for s in page.items], "next_token": page.next_token}
 
     def _change(self, stack_id: str, change: Callable[[Stack], Stack]) -> dict[str, Any]:
         stack = self.load(stack_id)

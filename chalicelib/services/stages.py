@@ -177,6 +177,12 @@ class StageCoordinator:
     # ------------------------------------------------------------------ approval
 
     def _approval(self, m: StageMessage, release: Release, stack: Stack) -> str:
+        change_set = self._cfn.change_set(m.cfn_stack_name, m.change_set_name) if m.change_set_name else None
+        if change_set is not None and change_set.status == "FAILED" and not change_set.empty:
+            # Nothing a person could approve: the stage fails with CloudFormation's reason.
+            cause = f"the change set for {m.cfn_stack_name} failed: {change_set.reason}"
+            self._callbacks.fail(m.token, "ChangeSetFailed", cause)
+            return f"approval {m.stage}: the change set failed"
         now = self._clock()
         lane = self._lanes.lane(stack.id, m.stage)
         blocker = self._blocker(stack, m.stage)

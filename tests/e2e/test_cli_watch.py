@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -74,16 +75,34 @@ def test_watch_exits_1_when_the_build_fails(plane: Any, tmp_path: Path) -> None:
     assert "broken on purpose" in result.stdout + result.stderr
 
 
-def test_watch_hints_approval_then_exits_1_on_rejection(plane: Any, tmp_path: Path) -> None:
+def test_watch_returns_4_at_the_approval_gate_then_1_once_rejected(plane: Any, tmp_path: Path) -> None:
     repo, sha = example_repo(tmp_path)
     create(plane, "watch-reject", repo, approval=True)
     deployed = cli(plane, "--json", "deploy", "watch-reject", "--sha", sha)
     assert deployed.returncode == 0, deployed.stderr
-    import json
-
     release_id = json.loads(deployed.stdout)["release_id"]
+
+    at_gate = cli(plane, "watch", release_id, "--timeout", "150")
+
+    assert at_gate.returncode == 4, at_gate.stdout + at_gate.stderr
+    approve = f"stagecoach --url {plane.url} approve {release_id} prod"
+    assert f"release {release_id} awaits approval at prod; run:" in at_gate.stdout
+    assert approve in at_gate.stdout
+    again = cli(plane, "--json", "watch", release_id, "--timeout", "150")  # still there: returns at once
+    assert again.returncode == 4 and json.loads(again.stdout)["status"] == "RUNNING"
+    rejected = cli(plane, "reject", release_id, "prod", "--comment", "not today")
+    assert rejected.returncode == 0, rejected.stderr
+    ended = cli(plane, "watch", release_id, "--timeout", "150")
+    assert ended.returncode == 1, ended.stdout + ended.stderr
+    assert "not today" in ended.stdout
+
+
+def test_through_approval_keeps_watching_until_someone_decides(plane: Any, tmp_path: Path) -> None:
+    repo, sha = example_repo(tmp_path)
+    create(plane, "watch-through", repo, approval=True)
+    release_id = json.loads(cli(plane, "--json", "deploy", "watch-through", "--sha", sha).stdout)["release_id"]
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.cli", "--url", plane.url, "watch", release_id, "--timeout", "150"],
+        [sys.executable, "-m", "chalicelib.cli", "--url", plane.url, "watch", release_id, "--through-approval"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -91,15 +110,14 @@ def test_watch_hints_approval_then_exits_1_on_rejection(plane: Any, tmp_path: Pa
     )
     assert watcher.stdout is not None
     seen: list[str] = []
-    hint = f"stagecoach approve {release_id} prod"
-    # Reject only once the watcher has shown the approval hint (it polls once a second).
-    for line in watcher.stdout:
+    hint = f"run: stagecoach --url {plane.url} approve {release_id} prod"
+    for line in watcher.stdout:  # approve only once the watcher has shown the hint (it polls once a second)
         seen.append(line)
         if hint in line:
             break
     assert any(hint in line for line in seen), "".join(seen)
-    rejected = cli(plane, "reject", release_id, "prod", "--comment", "not today")
-    assert rejected.returncode == 0, rejected.stderr
+    assert watcher.poll() is None  # still watching
+    assert cli(plane, "approve", release_id, "prod").returncode == 0
     out, _ = watcher.communicate(timeout=150)
-    assert watcher.returncode == 1, "".join(seen) + out
-    assert "not today" in out
+    assert watcher.returncode == 0, "".join(seen) + out
+    assert f"release {release_id} SUCCEEDED" in out

@@ -110,7 +110,7 @@ def test_stack_lifecycle_through_a_subprocess(plane: Any) -> None:
 
     listed = run(plane.url, "stacks", "list")
     assert listed.returncode == 0
-    assert any(line.split()[:2] == ["shop", "shop"] for line in listed.stdout.splitlines())
+    assert any(line.split()[:4] == ["shop", "acme/shop", "dev", "IDLE"] for line in listed.stdout.splitlines())
     as_json = json.loads(run(plane.url, "stacks", "list", "--json").stdout)
     assert "shop" in [s["id"] for s in as_json["stacks"]]
 
@@ -307,6 +307,65 @@ def test_watch_a_live_release_with_a_timeout(plane: Any) -> None:
     assert code == 2 and "404 NotFound" in one_line(err)
 
 
+def test_with_json_errors_are_one_json_line_on_stderr(plane: Any) -> None:
+    missing = run(plane.url, "--json", "releases", "show", "r-nope")
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert json.loads(one_line(missing.stderr)) == {
+        "code": "NotFound",
+        "message": "release 'r-nope' does not exist",
+        "status": 404,
+    }
+    invalid = run(plane.url, "releases", "list", "nope", "--status", "DONE", "--json")
+    assert invalid.returncode == 1 and json.loads(one_line(invalid.stderr))["status"] in (400, 404)
+    down = run(f"http://127.0.0.1:{free_port()}", "stacks", "list", "--json")
+    assert (down.returncode, down.stdout) == (2, "")
+    document = json.loads(one_line(down.stderr))
+    assert document["code"] == "ConnectionFailed" and "connection refused" in document["message"]
+    ensure_stack(plane, "rel")
+    release_id = json.loads(cli(plane, "deploy", "rel", "--ref", "main", "--json")[1])["release_id"]
+    code, out, err = cli(plane, "--json", "watch", release_id, "--interval", "0.2", "--timeout", "0")
+    if code == 3:  # the release (whose build cannot clone) had not failed yet; progress lines come first
+        assert json.loads(err.splitlines()[-1])["code"] == "WatchTimedOut"
+    assert json.loads(out)["id"] == release_id  # the release document, whatever the outcome
+
+
+def run_into_a_closed_pipe(url: str, *argv: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the CLI with its stdout a pipe nobody reads any more (``stagecoach ... | head -1`` once head exits)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "chalicelib.cli", "--url", url, *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_pipe_ends_quietly_with_141(plane: Any) -> None:
+    ensure_stack(plane, "piped")
+    for _ in range(3):
+        assert cli(plane, "deploy", "piped", "--ref", "main")[0] == 0
+    for argv in (["releases", "list", "piped"], ["stacks", "list"], ["releases", "list", "piped", "--json"]):
+        done = run_into_a_closed_pipe(plane.url, *argv)
+        assert done.stderr == b"", done.stderr.decode()
+        assert done.returncode == 141, argv
+    shell = subprocess.run(
+        f"set -o pipefail; {sys.executable} -m chalicelib.cli --url {plane.url} releases list piped | head -1",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shell.stdout.startswith("ID ") and shell.stderr == "", shell.stderr
+    assert shell.returncode in (0, 141)  # 141 when head exited before the CLI wrote everything
+
+
 def test_webhook_rotate_prints_a_new_secret(plane: Any) -> None:
     assert cli(plane, *create_args("rot"))[0] == 0
     code, out, err = cli(plane, "webhook", "rotate", "rot")
@@ -353,6 +412,9 @@ def test_git_push_through_the_hook_makes_one_release_per_ref(plane: Any, tmp_pat
     assert os.access(hook, os.X_OK)
     assert f"-m chalicelib.cli git post-receive --url {plane.url} --stack gitpush" in hook.read_text()
     assert git(bare, "config", "stagecoach.fullname").strip() == "acme/gitpush"
+    assert git(bare, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert "HEAD is refs/heads/main (the stack's first branch)" in connected.stdout
+    assert "(no verified delivery yet)" in run(plane.url, "stacks", "show", "gitpush").stdout
 
     work = tmp_path / "work"
     work.mkdir()
@@ -371,6 +433,8 @@ def test_git_push_through_the_hook_makes_one_release_per_ref(plane: Any, tmp_pat
     assert "remote: stagecoach: refs/heads/main -> release r" in pushed
     assert "remote: stagecoach: refs/heads/release/1 -> release r" in pushed
     assert "refs/heads/feature/x ignored" in pushed
+    shown = run(plane.url, "stacks", "show", "gitpush").stdout
+    assert "(verified " in shown and "no verified delivery" not in shown  # the signed pushes proved the hook
     main_sha = git(work, "rev-parse", "main").strip()
     release_sha = git(work, "rev-parse", "release/1").strip()
     assert release_refs(plane, "gitpush") == [("refs/heads/main", main_sha), ("refs/heads/release/1", release_sha)]

@@ -165,6 +165,81 @@ def test_checks_out_the_requested_commit_and_branch(tmp_path: Path, uploads: Upl
     assert f"resolved to {feature}" in result.log
 
 
+VERSION_SPEC = (
+    "version: 0.2\nphases:\n  build:\n    commands:\n      - cp version.txt out.txt\nartifacts:\n  files: [out.txt]\n"
+)
+
+
+@pytest.fixture
+def bare_with_master_head(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A bare repository whose HEAD is git's default ``refs/heads/master``, a branch it does not have.
+
+    Branches main and feature, tags v1 (annotated) and light, a ref outside heads and tags
+    (refs/pull/7/head) and a commit no ref points at; returns (bare path, commit sha of each).
+    """
+    work = tmp_path / "work-repo"
+    shas = {"main-1": make_repo(work, {"buildspec.yml": VERSION_SPEC, "version.txt": "main-1\n"})}
+    git(work, "tag", "-a", "v1", "-m", "v1")
+    shas["main"] = commit(work, {"version.txt": "main\n"})
+    git(work, "tag", "light")
+    git(work, "checkout", "--quiet", "-b", "feature")
+    shas["feature"] = commit(work, {"version.txt": "feature\n"})
+    shas["pull"] = commit(work, {"version.txt": "pull\n"})
+    shas["dangling"] = commit(work, {"version.txt": "dangling\n"})
+    bare = tmp_path / "hello.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=master", str(bare))
+    git(work, "push", "--quiet", str(bare), "main", f"{shas['feature']}:refs/heads/feature", "v1", "light")
+    git(
+        work, "push", "--quiet", str(bare), f"{shas['pull']}:refs/pull/7/head", f"{shas['dangling']}:refs/keep/dangling"
+    )
+    git(bare, "update-ref", "-d", "refs/keep/dangling")  # the commit stays, reachable from no ref
+    assert git(bare, "symbolic-ref", "HEAD") == "refs/heads/master"
+    return bare, shas
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("main", "main"),
+        ("refs/heads/main", "main"),
+        ("feature", "feature"),
+        ("refs/heads/feature", "feature"),
+        ("v1", "main-1"),
+        ("refs/tags/v1", "main-1"),
+        ("light", "main"),
+        ("refs/pull/7/head", "pull"),
+        ("sha:main-1", "main-1"),
+        ("short:feature", "feature"),
+        ("sha:dangling", "dangling"),
+    ],
+)
+def test_builds_any_branch_tag_ref_or_sha_whatever_the_remote_head(
+    bare_with_master_head: tuple[Path, dict[str, str]], uploads: Uploads, workdir: Path, version: str, expected: str
+) -> None:
+    bare, shas = bare_with_master_head
+    kind, _, name = version.partition(":")
+    source_version = {"sha": shas.get(name, ""), "short": shas.get(name, "")[:8]}.get(kind, version)
+
+    result = run(uploads, workdir, str(bare), source_version)
+
+    assert result.status == "SUCCEEDED", result.log
+    assert uploads["out.txt"] == f"{expected}\n".encode()
+    assert result.resolved_sha == shas[expected]
+    assert f"Source version {source_version} resolved to {shas[expected]}" in result.log
+    assert_clean(workdir)
+
+
+def test_an_unknown_branch_fails_download_source_with_the_reason(
+    bare_with_master_head: tuple[Path, dict[str, str]], uploads: Uploads, workdir: Path
+) -> None:
+    bare, _ = bare_with_master_head
+    result = run(uploads, workdir, str(bare), "refs/heads/nope")
+    assert (result.status, result.failed_phase) == ("FAILED", "DOWNLOAD_SOURCE")
+    assert "reference not found for primary source and source version refs/heads/nope" in result.log_tail
+    assert "couldn't find remote ref refs/heads/nope" in result.log
+    assert result.resolved_sha is None
+
+
 def test_failing_command_fails_build_phase(tmp_path: Path, uploads: Uploads, workdir: Path) -> None:
     spec = """
 version: 0.2

@@ -190,3 +190,62 @@ def test_duplicate_stack_is_409_and_first_is_kept(client: Any) -> None:
     again = call(client, "POST", "/stacks", stack_body(stages=[{"name": "only"}]))
     assert again.status_code == 409
     assert [s["name"] for s in client.http.get("/stacks/hello").json_body["stages"]] == ["dev", "test", "prod"]
+
+
+def put_stage_state(aws: Any, stack_id: str, stage: str, status: str, sha: str) -> None:
+    """A stage-state item as the release state machine writes it after a deploy."""
+    current = {"release_id": f"r-{sha[:4]}", "sha": sha, "message": "Ship it", "deployed_at": "2026-11-27T12:00:00Z"}
+    boto3.client("dynamodb", region_name="us-east-1").put_item(
+        TableName=aws.table,
+        Item={
+            "pk": {"S": f"STACK#{stack_id}"},
+            "sk": {"S": f"STAGE#{stage}"},
+            "status": {"S": status},
+            "current_release": {"M": {k: {"S": v} for k, v in current.items()}},
+            "updated_at": {"S": "2026-11-27T12:00:00Z"},
+        },
+    )
+
+
+class DynamoCalls(list[str]):
+    """The DynamoDB operations the app's pynamodb clients make while ``counting``."""
+
+    counting = False
+
+    def attach(self) -> None:
+        """Listen on the clients of every model (each pynamodb model has its own connection)."""
+        from chalicelib.adapters.models import registered_models
+
+        for model in registered_models():
+            model._get_connection().connection.client.meta.events.register("before-call.dynamodb", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        if self.counting:
+            self.append(model.name)
+
+
+def test_list_shows_each_stages_state_in_one_batch_read(client: Any, aws: Any) -> None:
+    for i in range(40):
+        create(client, id=f"svc-{i:02d}", name=f"svc {i}")
+    sha = "c0ffee" + "0" * 34
+    put_stage_state(aws, "svc-01", "dev", "SUCCEEDED", sha)
+    put_stage_state(aws, "svc-01", "test", "DEPLOYING", sha)
+    put_stage_state(aws, "svc-39", "prod", "FAILED", sha)
+    put_stage_state(aws, "svc-39", "gone", "SUCCEEDED", sha)  # a stage removed since: not listed
+    calls = DynamoCalls()
+    assert client.http.get("/stacks?limit=1").status_code == 200  # clients made
+    calls.attach()
+
+    calls.counting = True
+    listed = client.http.get("/stacks?limit=100").json_body
+    calls.counting = False
+
+    by_id = {s["id"]: {st["name"]: st for st in s["stages"]} for s in listed["stacks"]}
+    assert len(by_id) == 40
+    assert [by_id["svc-01"][n]["status"] for n in ("dev", "test", "prod")] == ["SUCCEEDED", "DEPLOYING", "IDLE"]
+    assert by_id["svc-01"]["dev"]["current_release"]["sha"] == sha
+    assert by_id["svc-01"]["prod"]["current_release"] is None
+    assert [by_id["svc-39"][n]["status"] for n in ("dev", "test", "prod")] == ["IDLE", "IDLE", "FAILED"]
+    assert all(st["status"] == "IDLE" for st in by_id["svc-20"].values())
+    # 40 stacks × 3 stages: the index query and two BatchGetItem pages (100 keys each), not 40 queries.
+    assert sorted(calls) == ["BatchGetItem", "BatchGetItem", "Query"], calls

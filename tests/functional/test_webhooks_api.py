@@ -128,6 +128,18 @@ def test_ping_marks_hook_verified(client: Any) -> None:
     assert client.http.get("/stacks/hello").json_body["webhook"]["verified_at"]
 
 
+def test_a_signed_push_marks_hook_verified(client: Any) -> None:
+    secret = make_stack(client)
+    assert client.http.get("/stacks/hello").json_body["webhook"]["verified_at"] is None
+    body = json.dumps(github_push()).encode()
+    assert post(client, "github", body, github_headers(secret, b"tampered")).status_code == 401
+    assert client.http.get("/stacks/hello").json_body["webhook"]["verified_at"] is None
+    assert post(client, "github", body, github_headers(secret, body)).status_code == 202
+    stack = client.http.get("/stacks/hello").json_body
+    assert stack["webhook"]["verified_at"]
+    assert stack["version"] == 1  # not a change of the stack
+
+
 @pytest.mark.parametrize(
     ("payload", "event"),
     [
@@ -282,3 +294,17 @@ def test_manual_release(client: Any, aws: Any) -> None:
     bad = client.http.post("/stacks/hello/releases", body=json.dumps({"sha": "zz"}), headers=JSON)
     assert bad.status_code == 400
     assert len(ddb_items(aws, "RELEASE#")) == 1
+
+
+def test_recording_a_build_sets_the_sha_only_of_a_release_that_has_none(client: Any, aws: Any) -> None:
+    from chalicelib import bootstrap
+
+    make_stack(client)
+    by_ref = client.http.post("/stacks/hello/releases", body=json.dumps({"ref": "main"}), headers=JSON)
+    by_sha = client.http.post("/stacks/hello/releases", body=json.dumps({"sha": "ab" * 20}), headers=JSON)
+    releases = bootstrap.release_repository()
+    resolved = "1f" * 20
+    for answer in (by_ref, by_sha):
+        releases.record_build(answer.json_body["release_id"], {"status": "SUCCEEDED"}, resolved)
+    stored = {i["id"]["S"]: i.get("sha", {}).get("S") for i in ddb_items(aws, "RELEASE#") if "id" in i}
+    assert stored == {by_ref.json_body["release_id"]: resolved, by_sha.json_body["release_id"]: "ab" * 20}

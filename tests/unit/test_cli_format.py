@@ -127,11 +127,34 @@ def test_created_stack_prints_the_secret_and_the_full_webhook_url() -> None:
     assert "dev → prod (approval)" in text
 
 
-def test_stacks_table() -> None:
-    text = fmt.stacks_table([stack_doc()])
-    assert text.splitlines()[1].split()[:6] == ["hello", "Hello", "acme/hello", "github", "dev", "→"]
-    assert "prod*" in text
+def test_stacks_table_has_a_line_per_stage_with_its_status_and_commit() -> None:
+    other = stack_doc(id="api", repository={"full_name": "acme/api"}, stages=[{"name": "dev", "status": "FAILED"}])
+    lines = fmt.stacks_table([stack_doc(), other]).splitlines()
+    assert lines == [
+        "STACK  REPOSITORY  STAGE  STATUS  COMMIT    DEPLOYED (UTC)",
+        "hello  acme/hello  dev    IDLE    aaaaaaaa  2026-11-27 14:30:00",
+        "                   prod*  IDLE    -         -",
+        "api    acme/api    dev    FAILED  -         -",
+    ]
     assert "no stacks yet" in fmt.stacks_table([])
+
+
+def test_a_current_release_without_a_sha_shows_its_release_id() -> None:
+    doc = stack_doc()
+    doc["stages"][0]["current_release"]["sha"] = ""
+    assert "r01A" in fmt.stacks_table([doc]).splitlines()[1]
+
+
+def test_tables_cut_their_flexible_column_to_fit_a_terminal() -> None:
+    long_repo = stack_doc(repository={"full_name": "acme/" + "very-long-repository-name-" * 3})
+    wide = fmt.stacks_table([long_repo])
+    assert max(len(line) for line in wide.splitlines()) > 80
+    fitted = fmt.stacks_table([long_repo], width=80)
+    assert max(len(line) for line in fitted.splitlines()) <= 80
+    assert "acme/very-long-repo" in fitted and "…" in fitted
+    assert fmt.stacks_table([long_repo], width=500) == wide
+    releases = [{"id": "r01X", "status": "SUCCEEDED", "message": "word " * 40, "received_at": "2026-11-27T14:30:00Z"}]
+    assert max(len(line) for line in fmt.releases_table(releases, width=100).splitlines()) <= 100
 
 
 def release_doc(status: str = "RUNNING", stages: list[tuple[str, str]] | None = None, **extra: Any) -> dict[str, Any]:
@@ -329,6 +352,25 @@ def test_usage_errors_are_one_line_and_exit_2(argv: list[str]) -> None:
     assert err.startswith("stagecoach")
 
 
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_with_json_a_usage_error_is_a_json_line_on_stderr(position: str) -> None:
+    argv = ["--json", "deploy", "s"] if position == "before" else ["deploy", "s", "--json"]
+    code, out, err = run(["--url", "http://127.0.0.1:9", *argv])
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1
+    document = json.loads(err)
+    assert document["code"] == "UsageError"
+    assert "one of the arguments --ref --tag --sha is required" in document["message"]
+
+
+def test_error_documents() -> None:
+    api_error = error_from_response(404, b'{"code": "NotFound", "message": "stack \'x\' does not exist"}')
+    assert api_error.document() == {"code": "NotFound", "message": "stack 'x' does not exist", "status": 404}
+    down = ConnectionFailed("cannot reach http://x: connection refused")
+    assert down.document() == {"code": "ConnectionFailed", "message": "cannot reach http://x: connection refused"}
+    assert (api_error.exit_code, down.exit_code) == (1, 2)
+
+
 def test_options_work_before_and_after_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
     parser = build_parser()
     assert parser.parse_args(["--json", "stacks", "list"]).json is True
@@ -438,6 +480,12 @@ def test_ref_update_lines_and_responses() -> None:
     )
 
 
+def test_the_bare_repository_head_is_the_first_branch_that_is_not_a_pattern() -> None:
+    assert githook.head_branch(["main", "release/*"]) == "main"
+    assert githook.head_branch(["release/*", "develop"]) == "develop"
+    assert githook.head_branch(["release/*", "v[0-9]*"]) is None
+
+
 def test_hook_script_runs_the_package() -> None:
     script = githook.hook_script("http://127.0.0.1:8000", "hello", python="/opt/py bin/python")
     assert script.startswith("#!/bin/sh\n")
@@ -469,21 +517,25 @@ def scripted(*documents: dict[str, Any]) -> Any:
     return fetch
 
 
-def watch(fetch: Any, timeout: float | None = None) -> tuple[int, list[str], str]:
-    out, err = io.StringIO(), io.StringIO()
+def watch(
+    fetch: Any, timeout: float | None = None, stop_at_approval: bool = True, command: str = "stagecoach"
+) -> tuple[int, list[str], str]:
+    out = io.StringIO()
     ticks = iter(range(10_000))
-    code = watch_release(
+    result = watch_release(
         "r01X",
         fetch,
         out,
-        err,
         interval=1,
         timeout=timeout,
+        stop_at_approval=stop_at_approval,
+        command=command,
         sleep=lambda _s: None,
         monotonic=lambda: float(next(ticks)),
         clock=lambda: "12:00:01",
     )
-    return code, out.getvalue().splitlines(), err.getvalue()
+    problem = result.problem.message if result.problem else ""
+    return result.exit_code, out.getvalue().splitlines(), problem
 
 
 def test_watch_succeeded_exits_0_and_prints_changes_only() -> None:
@@ -504,7 +556,7 @@ def test_watch_succeeded_exits_0_and_prints_changes_only() -> None:
         stages=[("dev", "SUCCEEDED"), ("prod", "SUCCEEDED")],
         duration_seconds=62.0,
     )
-    code, lines, err = watch(scripted(building, building, built, waiting, waiting, done))
+    code, lines, err = watch(scripted(building, building, built, waiting, waiting, done), stop_at_approval=False)
     assert code == 0 and err == ""
     assert lines[0].startswith("watching release r01X  stack hello  main @ aaaaaaaa")
     assert "12:00:01  build      IN_PROGRESS" in lines
@@ -515,6 +567,36 @@ def test_watch_succeeded_exits_0_and_prints_changes_only() -> None:
     assert "12:00:01  release    SUCCEEDED  (1m02s)" in lines
     assert lines[-1] == "release r01X SUCCEEDED"
     assert sum("build" in line for line in lines) == 2
+
+
+def test_watch_returns_4_at_an_approval_gate_with_the_command_to_run() -> None:
+    built = release_doc("RUNNING", build={"status": "SUCCEEDED"}, stages=[("dev", "DEPLOYING"), ("prod", "PENDING")])
+    waiting = release_doc(
+        "RUNNING", build={"status": "SUCCEEDED"}, stages=[("dev", "SUCCEEDED"), ("prod", "AWAITING_APPROVAL")]
+    )
+    never = release_doc("SUCCEEDED")
+    code, lines, err = watch(scripted(built, waiting, never), command="stagecoach --url http://h:9")
+    assert (code, err) == (4, "")
+    assert "12:00:01  prod       AWAITING_APPROVAL" in lines
+    assert lines[-3:] == [
+        "release r01X awaits approval at prod; run:",
+        "  stagecoach --url http://h:9 approve r01X prod   (or: stagecoach --url http://h:9 reject r01X prod)",
+        "then follow it again: stagecoach --url http://h:9 watch r01X",
+    ]
+    assert not any("SUCCEEDED" in line and "release" in line for line in lines)
+
+
+def test_watch_of_a_release_already_at_the_gate_returns_at_once() -> None:
+    calls = 0
+    waiting = release_doc("RUNNING", stages=[("dev", "SUCCEEDED"), ("prod", "AWAITING_APPROVAL")])
+
+    def fetch() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return waiting
+
+    assert watch(fetch)[0] == 4
+    assert calls == 1
 
 
 def test_watch_failed_exits_1_with_the_stage_and_cause() -> None:
@@ -543,7 +625,7 @@ def test_watch_api_error_exits_2() -> None:
 
     code, _lines, err = watch(fetch)
     assert code == 2
-    assert err.strip() == "stagecoach: cannot reach http://x: connection refused"
+    assert err == "cannot reach http://x: connection refused"
 
 
 def test_states_order() -> None:

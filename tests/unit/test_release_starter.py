@@ -30,8 +30,10 @@ CONFIG = PipelineConfig(
 
 
 class World:
-    def __init__(self, fail_next: int = 0, clock: FixedClock | None = None) -> None:
-        self.stacks = InMemoryStackRepository()
+    def __init__(
+        self, fail_next: int = 0, clock: FixedClock | None = None, stacks: InMemoryStackRepository | None = None
+    ) -> None:
+        self.stacks = stacks or InMemoryStackRepository()
         self.releases = InMemoryReleaseRepository()
         self.executions = RecordingExecutions(fail_next)
         self.secrets = InMemorySecretStore()
@@ -113,6 +115,37 @@ def test_bad_signature_is_401_and_nothing_written() -> None:
     assert world.metrics.counts == {"WebhookUnauthorized": 1}
 
 
+def test_a_signed_push_marks_the_hook_verified_once() -> None:
+    world = World(clock=FixedClock(NOW, "2026-11-27T12:05:00.000Z"))
+    with pytest.raises(UnauthorizedError):
+        world.push(github_push(), secret="wrong")
+    assert world.stacks.stacks["hello"].hook_verified_at is None
+
+    assert world.push(github_push()).status == 202
+    verified_at = world.stacks.stacks["hello"].hook_verified_at
+    assert verified_at is not None
+    assert world.push(github_push(sha="e" * 40)).status == 202
+    assert world.stacks.stacks["hello"].hook_verified_at == verified_at  # not written again
+
+
+def test_an_ignored_signed_delivery_still_proves_the_hook() -> None:
+    world = World()
+    assert world.push(github_push(ref="refs/heads/feature/x")).status == 202
+    assert world.stacks.stacks["hello"].hook_verified_at == NOW
+
+
+class StacksThatCannotMarkTheHook(InMemoryStackRepository):
+    def mark_hook_verified(self, stack_id: str, now: str) -> None:
+        raise RuntimeError("table unavailable")
+
+
+def test_a_push_is_released_even_if_the_hook_cannot_be_marked_verified() -> None:
+    world = World(stacks=StacksThatCannotMarkTheHook())
+    outcome = world.push(github_push())
+    assert outcome.status == 202
+    assert world.releases.get(outcome.body["release_id"]) is not None
+
+
 def test_unknown_stack_is_404() -> None:
     world = World()
     with pytest.raises(NotFoundError):
@@ -141,7 +174,8 @@ def test_failed_start_stays_pending_then_next_delivery_starts_it_once() -> None:
 
 
 def test_sweeper_starts_old_pending_releases_only() -> None:
-    clock = FixedClock(NOW, "2026-11-27T12:00:30.000Z", "2026-11-27T12:01:30.000Z")
+    # The push reads the clock twice (the release, then the hook's first verified delivery).
+    clock = FixedClock(NOW, NOW, "2026-11-27T12:00:30.000Z", "2026-11-27T12:01:30.000Z")
     world = World(fail_next=1, clock=clock)
     release_id = world.push(github_push()).body["release_id"]
     assert world.starter.sweep() == []  # 30 s old: too young

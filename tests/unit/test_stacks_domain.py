@@ -8,6 +8,8 @@ import pytest
 
 from chalicelib.domain import stacks as domain
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
+from chalicelib.domain.lanes import Deployed, Lane
+from chalicelib.services.ports import StageState
 from chalicelib.services.stacks import StackService, parse_limit
 from tests.fakes import (
     FixedClock,
@@ -183,6 +185,33 @@ def test_service_paginates() -> None:
     third = service.list("2", second["next_token"])
     assert [s["id"] for s in third["stacks"]] == ["svc-4"]
     assert third["next_token"] is None
+
+
+def test_service_list_shows_stage_states_from_one_batch_read_per_page() -> None:
+    repo = InMemoryStackRepository()
+    releases = InMemoryReleaseRepository()
+    lanes_store = InMemoryLaneStore(repo, releases)
+    service = StackService(repo, InMemorySecretStore(), lanes_store, releases, FixedClock(NOW), lambda prefix: "s1")
+    for i in range(3):
+        service.create(stack_body(name=f"svc {i}"))
+    deployed = Deployed("r1", f"{NOW}#r1", "c" * 40, "Ship it", NOW)
+    lanes_store.states_by_stack["svc-1"] = {"dev": StageState(Lane("svc-1", "dev", deployed=deployed), "SUCCEEDED")}
+
+    listed = service.list(None, None)
+
+    stages = {s["id"]: {st["name"]: st for st in s["stages"]} for s in listed["stacks"]}
+    assert stages["svc-1"]["dev"]["status"] == "SUCCEEDED"
+    assert stages["svc-1"]["dev"]["current_release"] == {
+        "release_id": "r1",
+        "sha": "c" * 40,
+        "message": "Ship it",
+        "deployed_at": NOW,
+    }
+    assert stages["svc-1"]["test"]["status"] == "IDLE"
+    assert stages["svc-0"]["dev"]["status"] == "IDLE"
+    assert lanes_store.batch_reads == 1
+    assert service.list("1", "svc-2")["stacks"] == []  # nothing to read for an empty page
+    assert lanes_store.batch_reads == 1
 
 
 @pytest.mark.parametrize("raw", ["0", "101", "x", "-1"])

@@ -463,3 +463,17 @@ def test_a_release_whose_execution_was_lost_resumes_in_a_new_execution() -> None
     assert moved.execution_name.endswith("-r2") and moved.previous_executions
     started = json.loads(executions.started[moved.execution_name])
     assert started["build"] == {"build_id": "b1", "template_url": "https://t"}
+
+
+def test_a_failed_change_set_is_not_put_up_for_approval() -> None:
+    world = World()
+    r1 = world.release(1)
+    world.send("enter", r1, "prod")
+    name = world.lanes.lane("hello", "prod").holder.target.change_set_name
+    world.cfn.change_sets[("hello--prod", name)] = ChangeSetSnapshot(
+        name, "FAILED", "UNAVAILABLE", "Template format error: Unresolved resource dependencies [Nope]"
+    )
+    token = world.send("approval", r1, "prod", change_set_name=name)
+    error, cause = world.callbacks.failed[token]
+    assert error == "ChangeSetFailed" and "Unresolved resource dependencies [Nope]" in cause
+    assert world.run(r1, "prod") is None or world.run(r1, "prod").status != "AWAITING_APPROVAL"
