@@ -190,7 +190,10 @@ def outcome(
         if error == "ApprovalRejected":
             return StageOutcome("FAILED", "ApprovalRejected", cause or "the approval was not given")
         if error == "DeployTimedOut":
-            busy = stack is not None and (stack.status or "").endswith("_IN_PROGRESS")
+            # REVIEW_IN_PROGRESS: a new stack waiting for its first change set, which CloudFormation is not
+            # changing (the stage is free at once; the coordinator deletes the change set and the empty stack).
+            status = (stack.status or "") if stack is not None else ""
+            busy = status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
             return StageOutcome("FAILED", "DeployTimedOut", cause or "the deploy did not finish in time", drain=busy)
         if error == "ChangeSetFailed":
             return StageOutcome("FAILED", "ChangeSetFailed", cause)
