@@ -766,6 +766,20 @@ def test_resumed_release_stopped_while_deploying_drains_its_new_change_set(world
 # --- the definition itself -------------------------------------------------------------------------
 
 
+def test_definition_is_the_current_render_of_its_yaml_source() -> None:
+    import importlib.util
+
+    source = local_resources.RELEASE_DEFINITION.with_name("render.py")
+    spec = importlib.util.spec_from_file_location("render", source)
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    yaml_source = local_resources.RELEASE_DEFINITION.with_suffix(".yaml")
+    assert render.render(yaml_source) == local_resources.RELEASE_DEFINITION.read_text(), (
+        "statemachines/release.asl.json is stale: run .venv/bin/python statemachines/render.py"
+    )
+
+
 def test_every_placeholder_has_a_substitution_and_back() -> None:
     text = local_resources.RELEASE_DEFINITION.read_text()
     subs = local_resources.substitutions("us-east-1", "t", "https://q", "b", "https://s.fifo")
