@@ -141,10 +141,10 @@ class StageOutcome:
         return self.status == "SUCCEEDED"
 
 
-def _stack_failure(stack: StackSnapshot, prefix: str) -> StageOutcome:
+def _stack_failure(stack: StackSnapshot) -> StageOutcome:
     status = stack.status or "DELETE_COMPLETE"
     why = stack.failure_reason or stack.reason
-    cause = f"{prefix}stack {stack.name} ended in {status}" + (f": {why}" if why else "")
+    cause = f"stack {stack.name} ended in {status}" + (f": {why}" if why else "")
     if status.endswith("_FAILED"):
         return StageOutcome(
             "BLOCKED",
@@ -166,7 +166,7 @@ def settled_outcome(stack: StackSnapshot, change_set: ChangeSetSnapshot | None) 
         return None
     if execution == "EXECUTE_COMPLETE" and status.endswith("_COMPLETE") and "ROLLBACK" not in status:
         return StageOutcome("SUCCEEDED", deployed=True)
-    return _stack_failure(stack, "")
+    return _stack_failure(stack)
 
 
 def outcome(
@@ -190,13 +190,17 @@ def outcome(
         if error == "ApprovalRejected":
             return StageOutcome("FAILED", "ApprovalRejected", cause or "the approval was not given")
         if error == "DeployTimedOut":
-            busy = stack is not None and (stack.status or "").endswith("_IN_PROGRESS")
+            # REVIEW_IN_PROGRESS: a new stack waiting for its first change set, which CloudFormation is not
+            # changing (the stage is free at once; the coordinator deletes the change set and the empty stack).
+            status = (stack.status or "") if stack is not None else ""
+            busy = status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
             return StageOutcome("FAILED", "DeployTimedOut", cause or "the deploy did not finish in time", drain=busy)
         if error == "ChangeSetFailed":
             return StageOutcome("FAILED", "ChangeSetFailed", cause)
         if stack is not None and change_set is not None and change_set.execution_status == "EXECUTE_IN_PROGRESS":
             return StageOutcome("FAILED", "DeployFailed", cause, drain=True)
-        return StageOutcome("FAILED", "ChangeSetFailed" if phase != "DEPLOYING" else "DeployFailed", cause or error)
+        # No change set: CloudFormation refused to make it (template errors in its words); else executing it failed.
+        return StageOutcome("FAILED", "ChangeSetFailed" if change_set is None else "DeployFailed", cause or error)
     kind = result.get("kind")
     if kind == "prepared":
         if change_set is not None and change_set.empty:

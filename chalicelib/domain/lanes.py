@@ -170,7 +170,9 @@ def arrive(lane: Lane, contender: Contender, mode: str, now: str, blocker: Block
     """A release asks to enter the stage (first time, again after a busy stack, or after a restart)."""
     holder = lane.holder
     if holder is not None and holder.release_id == contender.release_id:
-        return Step(lane=lane, granted=(contender,))  # it already holds the lane: resume it again
+        # It already holds the lane: resume it again. A resumed release runs in a new execution whose change
+        # set has another name: the holder deploys that one now (what a reconciler must watch if it ends).
+        return Step(lane=replace(lane, holder=replace(holder, target=contender.target)), granted=(contender,))
     by = _outdated_by(lane, contender)
     if by is not None:
         return Step(

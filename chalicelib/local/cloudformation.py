@@ -264,6 +264,28 @@ def settle(account_id: str | None = None, region: str | None = None) -> None:
         _settle(_backend(account_id, region))
 
 
+# Tests: stacks whose change sets ("change_set") or stack operations ("operation") never complete until let go.
+_held: dict[str, set[str]] = {}
+
+
+def hold(stack_name: str, what: str) -> None:
+    """Keep the change sets (``what="change_set"``) or the operations (``"operation"``) of a stack in
+    progress until ``let_go`` (a test's stand-in for a CloudFormation that takes very long)."""
+    with _LOCK:
+        _held.setdefault(stack_name, set()).add(what)
+
+
+def let_go(stack_name: str) -> None:
+    """Let what ``hold`` kept in progress complete at the next call."""
+    with _LOCK:
+        _held.pop(stack_name, None)
+
+
+def _is_held(backend: Any, stack_id: str, what: str) -> bool:
+    stack = backend.stacks.get(stack_id)
+    return stack is not None and what in _held.get(stack.name, ())
+
+
 def _settle(backend: Any) -> None:
     state = _state(backend)
     now = _settings.clock()
@@ -271,6 +293,8 @@ def _settle(backend: Any) -> None:
         change_set = backend.change_sets.get(change_set_id)
         if change_set is None:
             del state.change_sets[change_set_id]
+        elif _is_held(backend, creation.stack_id, "change_set"):
+            change_set.status = "CREATE_IN_PROGRESS"
         elif now >= creation.started_at + creation.seconds:
             change_set.status = creation.status
             change_set.execution_status = "AVAILABLE" if creation.status == "CREATE_COMPLETE" else "UNAVAILABLE"
@@ -279,7 +303,8 @@ def _settle(backend: Any) -> None:
         elif now >= creation.started_at + creation.seconds / 2:
             change_set.status = "CREATE_IN_PROGRESS"
     for stack_id, operation in list(state.operations.items()):
-        _advance(backend, stack_id, operation, now)
+        if not _is_held(backend, stack_id, "operation"):
+            _advance(backend, stack_id, operation, now)
     for stack_id, view in list(state.stale_views.items()):
         if now >= view.until:
             del state.stale_views[stack_id]

@@ -277,22 +277,23 @@ def _stop_executions_at_once() -> None:
     original_reflect: Callable[..., Any] = BaseExecutionWorkerCommunication._reflect_execution_status
 
     def reflect(self: Any) -> None:
-        # The worker thread of a stopped execution unwinds later (its waiting task is interrupted):
-        # whatever it ends with, the execution stays ABORTED with the error and cause StopExecution gave.
-        if self.execution.exec_status == ExecutionStatus.ABORTED:
-            return
-        original_reflect(self)
+        """A stopped execution stays ABORTED while its worker winds down: moto 5.2.5 ends a stopped Map
+        iteration with ``States.Runtime`` (``AttributeError``) and would turn the execution FAILED."""
+        with _WRITE_LOCK:
+            if self.execution.exec_status == ExecutionStatus.ABORTED:
+                return
+            original_reflect(self)
 
     BaseExecutionWorkerCommunication._reflect_execution_status = reflect  # type: ignore[method-assign]
 
     from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
     from moto.stepfunctions.responses import StepFunctionResponse
 
     def stop_execution(self: Any) -> Any:
-        # moto 5.2.5 drops StopExecution's error and cause; DescribeExecution must show them.
-        execution = self.stepfunction_backend.stop_execution(self._get_param("executionArn"))
-        with _WRITE_LOCK:
-            execution.error, execution.cause = self._get_param("error"), self._get_param("cause")
+        """moto 5.2.5 drops the request's ``error`` and ``cause`` (it stops with empty ones): pass them on."""
+        execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
+        execution.stop(stop_date=utcnow(), error=self._get_param("error"), cause=self._get_param("cause"))
         return ActionResult({"stopDate": execution.stop_date})
 
     StepFunctionResponse.stop_execution = stop_execution  # type: ignore[method-assign]

@@ -534,7 +534,10 @@ class StageCoordinator:
         (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DeleteChangeSet.html);
         it stays when another release now holds the stage (its own CREATE change set goes on it).
         """
-        self._cfn.delete_change_set(target.cfn_stack_name, target.change_set_name)
+        try:
+            self._cfn.delete_change_set(target.cfn_stack_name, target.change_set_name)
+        except Exception:  # e.g. still being created (InvalidChangeSetStatus); deleting its empty stack takes it too
+            log.warning("could not delete change set %s of %s", target.change_set_name, target.cfn_stack_name)
         if not keep_stack and self._cfn.stack(target.cfn_stack_name).status == "REVIEW_IN_PROGRESS":
             self._cfn.delete_stack(target.cfn_stack_name, target.role_arn)
 

@@ -12,7 +12,8 @@ from tests.e2e.asl_harness import AslWorld
 
 @pytest.fixture
 def world(aws: Any) -> Iterator[AslWorld]:
-    """The emulated account of the ``aws`` fixture (tests/conftest.py), driven by the ASL harness."""
+    """The emulated account of the ``aws`` fixture (tests/conftest.py), driven by the ASL harness with the
+    stage coordinator running; a message the coordinator failed to handle fails the test."""
     import boto3
 
     w = AslWorld(boto3.Session(region_name="us-east-1"), aws)
@@ -20,3 +21,4 @@ def world(aws: Any) -> Iterator[AslWorld]:
         yield w
     finally:
         w.close()
+    assert not w.coordinator.errors, "the stage coordinator failed:\n" + "\n".join(w.coordinator.errors)

@@ -1,7 +1,8 @@
 """The release state machine (statemachines/release.asl.json) run for real in moto's Step Functions engine.
 
-Every test starts an execution the way the service does (name = release id, input per docs/design.md),
-plays the builder and the approver, and then checks the items the state machine wrote.
+Every test starts an execution the way the service does (name = release id, input per docs/design.md), runs
+the stage coordinator on the stage queue, plays the builder and the approver, and then checks the items the
+state machine and the coordinator wrote.
 """
 
 from __future__ import annotations
@@ -13,24 +14,32 @@ from typing import Any
 
 import pytest
 
+from chalicelib.domain import deploys
+from chalicelib.domain.lanes import DEPLOYING, DRAINING
 from chalicelib.local import resources as local_resources
 from tests.e2e.asl_harness import SHA_1, SHA_2, AslWorld, wait_until
 
 pytestmark = pytest.mark.e2e
 
 THREE = [{"name": "dev"}, {"name": "test"}, {"name": "prod", "approval": True}]
-MAX_TRANSITIONS_PER_STAGE = 12
+# StateEntered events of one stage (EnterStage, CreateChangeSet, DescribeChangeSet, ChangeSetReady,
+# ExecuteChangeSet, WatchDeploy, DeploySettled, LeaveStage) when CloudFormation settles before the first look.
+DEPLOY = 8
+WITH_APPROVAL = DEPLOY + 2  # RequestApproval, Approved
+NO_CHANGES = 5  # EnterStage, CreateChangeSet, DescribeChangeSet, ChangeSetReady, LeaveStage
+# How an execution ends once a stage passed its deadline.
+TIMED_OUT = ["DeployTimedOut", "LeaveStage", "StopRelease", "StageEnded", "ReleaseFailed"]
 
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def assert_no_locks(world: AslWorld, stages: list[str]) -> None:
+def assert_lanes_free(world: AslWorld, stages: list[str]) -> None:
+    """Nobody holds or waits for these stages (what every path must leave behind)."""
     for name in stages:
-        state = world.stage_state(name)
-        assert "lock_owner" not in state, (name, state)
-        assert "lock_acquired_at" not in state, (name, state)
+        lane = world.lane(name)
+        assert lane.holder is None and lane.waiters == (), (name, lane)
 
 
 def assert_release_failed(world: AslWorld, arn: str, release_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -43,10 +52,62 @@ def assert_release_failed(world: AslWorld, arn: str, release_id: str) -> tuple[d
     return execution, release
 
 
+def assert_stage_failed(
+    world: AslWorld, arn: str, release_id: str, stage: str, status: str = "FAILED"
+) -> dict[str, Any]:
+    """The release failed at ``stage``: recorded on the release and the stage run, and the execution says so."""
+    execution, release = assert_release_failed(world, arn, release_id)
+    assert release["failed_stage"] == stage
+    run = world.stage_run(release_id, stage)
+    assert run is not None
+    assert run["status"] == status and run["error"] == release["error"] and run["cause"] == release["cause"]
+    assert "task_token" not in run and parse_time(run["ended_at"])
+    assert execution["error"] == "StageFailed"
+    assert json.loads(execution["cause"]) == {
+        "stage": stage,
+        "status": status,
+        "error": release["error"],
+        "cause": release["cause"],
+    }
+    return release
+
+
 def outputs(item: dict[str, Any]) -> dict[str, str]:
-    """outputs_json holds the DescribeStacks ``$.Stacks[*].Outputs`` list: [] or [[{OutputKey, OutputValue}...]]."""
-    stacks = json.loads(item["outputs_json"])
-    return {o["OutputKey"]: o["OutputValue"] for o in (stacks[0] if stacks else [])}
+    """outputs_json holds the stack's DescribeStacks outputs: [{OutputKey, OutputValue}...]."""
+    return {o["OutputKey"]: o["OutputValue"] for o in json.loads(item["outputs_json"])}
+
+
+def tags(world: AslWorld, name: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in world.cfn.describe_stacks(StackName=name)["Stacks"][0]["Tags"]}
+
+
+def change_set_names(world: AslWorld, stack_name: str) -> set[str]:
+    return {cs.change_set_name for cs in world._cfn_backend().change_sets.values() if cs.stack_name == stack_name}
+
+
+def build_queue_is_empty(world: AslWorld) -> bool:
+    url = world.resources.build_queue_url
+    return not world.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages")
+
+
+def deploying(world: AslWorld, release_id: str, target: str) -> None:
+    """Start ``release_id`` (seeded) with a deploy of ``target`` that keeps running, and wait until it runs."""
+    world.stall_next_deploy(target)
+    world.complete_build()
+    wait_until(lambda: world.executing_change_set(target), 30, what=f"{release_id} deploying {target}")
+
+
+def parked(world: AslWorld, release_id: str, stage: str, behind: str) -> dict[str, Any]:
+    """Wait until ``release_id`` waits for ``stage`` behind ``behind``; returns its stage run."""
+
+    def check() -> dict[str, Any] | None:
+        run = world.stage_run(release_id, stage)
+        return run if run and run.get("status") == "WAITING" else None
+
+    run: dict[str, Any] = wait_until(check, 30, what=f"{release_id} waiting for {stage}")
+    assert run["waiting_for"] == behind
+    assert [w.release_id for w in world.lane(stage).waiters] == [release_id]
+    return run
 
 
 # --- happy paths -----------------------------------------------------------------------------------
@@ -68,12 +129,23 @@ def test_happy_path_dev_test_prod_with_approval(world: AslWorld) -> None:
         "region": "us-east-1",
     }
     approval = world.wait_awaiting_approval("rel-1", "prod")
-    # prod waits for its approval before taking the lock; dev and test are done by then.
+    # prod holds its stage with its change set made (nothing executed) while it waits for the approval.
     assert approval["task_token"] and parse_time(approval["approval"]["requested_at"])
     assert world.stage_statuses("rel-1", ["dev", "test"]) == {"dev": "SUCCEEDED", "test": "SUCCEEDED"}
-    assert "lock_owner" not in world.stage_state("prod")
-    assert world.moto_stack("hello-prod") is None
-    world.approve("rel-1", "prod")
+    holder = world.lane("prod").holder
+    assert holder is not None and holder.release_id == "rel-1"
+    assert holder.phase == "AWAITING_APPROVAL" and holder.approval_token == approval["task_token"]
+    assert world.stage_state("prod")["status"] == "AWAITING_APPROVAL"
+    assert world.moto_stack("hello--prod").status == "REVIEW_IN_PROGRESS"
+    decided = world.approve("rel-1", "prod")
+    assert decided == {
+        "release_id": "rel-1",
+        "stage": "prod",
+        "decision": "approved",
+        "by": "alice",
+        "at": decided["at"],
+        "comment": "ship it",
+    }
 
     execution = world.wait_execution(arn)
     assert execution["status"] == "SUCCEEDED", execution
@@ -81,7 +153,7 @@ def test_happy_path_dev_test_prod_with_approval(world: AslWorld) -> None:
 
     release = world.release("rel-1")
     assert release["status"] == "SUCCEEDED"
-    assert "gsi2pk" not in release and "gsi2sk" not in release
+    assert release["gsi2pk"] == "ACTIVE"  # until the end of its execution is reconciled
     assert parse_time(release["started_at"]) <= parse_time(release["ended_at"])
     assert "build" not in release  # build details are the build handler's to record, never overwritten here
     assert "error" not in release and "failed_stage" not in release
@@ -91,7 +163,7 @@ def test_happy_path_dev_test_prod_with_approval(world: AslWorld) -> None:
         assert run is not None
         assert run["status"] == "SUCCEEDED"
         assert run["no_changes"] is False
-        assert "task_token" not in run
+        assert "task_token" not in run and "waiting_for" not in run
         assert parse_time(run["started_at"]) <= parse_time(run["ended_at"])
         changes = json.loads(run["changes_json"])
         assert {(c["Action"], c["LogicalResourceId"], c["ResourceType"]) for c in changes} == {
@@ -100,26 +172,36 @@ def test_happy_path_dev_test_prod_with_approval(world: AslWorld) -> None:
         }
         assert outputs(run)["VersionParameter"] == f"/hello/{name}/version"
         state = world.stage_state(name)
-        assert state["status"] == "SUCCEEDED"
+        assert state["status"] == "SUCCEEDED" and state["last_outcome"] == "SUCCEEDED"
         assert state["current_release"] == {
             "release_id": "rel-1",
+            "order": release["order"],
             "sha": SHA_1,
             "message": "release rel-1",
             "deployed_at": run["ended_at"],
         }
         assert state["outputs_json"] == run["outputs_json"]
         assert world.ssm_value(f"/hello/{name}/version") == SHA_1
-        assert world.moto_stack(f"hello-{name}").status == "CREATE_COMPLETE"
-        tags = {t["Key"]: t["Value"] for t in world.cfn.describe_stacks(StackName=f"hello-{name}")["Stacks"][0]["Tags"]}
-        assert tags == {"stagecoach:stack": "hello", "stagecoach:stage": name}
+        assert world.moto_stack(f"hello--{name}").status == "CREATE_COMPLETE"
+        assert tags(world, f"hello--{name}") == {
+            "stagecoach:stack": "hello",
+            "stagecoach:stage": name,
+        }
     prod = world.stage_run("rel-1", "prod")
-    assert prod["approval"]["decision"] == "approved" and prod["approval"]["by"] == "alice"
-    assert_no_locks(world, ["dev", "test", "prod"])
+    assert prod["approval"] == {
+        "requested_at": approval["approval"]["requested_at"],
+        "decision": "approved",
+        "by": "alice",
+        "at": decided["at"],
+        "comment": "ship it",
+    }
+    assert_lanes_free(world, ["dev", "test", "prod"])
+    assert world.transitions_per_stage(arn) == [DEPLOY, DEPLOY, WITH_APPROVAL]
 
-    counts = world.transitions_per_stage(arn)
-    # new stacks: the UPDATE change set is refused first, then CREATE; prod adds the approval wait.
-    assert counts[0] <= MAX_TRANSITIONS_PER_STAGE and counts[1] <= MAX_TRANSITIONS_PER_STAGE, counts
-    assert counts[2] <= MAX_TRANSITIONS_PER_STAGE + 1, counts
+    # the end of the execution (EventBridge → the reconciler) takes the release out of the ACTIVE index
+    assert world.reconcile("rel-1") == "SUCCEEDED: stages freed"
+    release = world.release("rel-1")
+    assert release["status"] == "SUCCEEDED" and "gsi2pk" not in release and "gsi2sk" not in release
 
 
 def test_update_of_existing_stacks_then_redeploy_without_changes(world: AslWorld) -> None:
@@ -127,7 +209,7 @@ def test_update_of_existing_stacks_then_redeploy_without_changes(world: AslWorld
     first = world.start(world.seed("rel-1", two))
     world.complete_build()
     assert world.wait_execution(first)["status"] == "SUCCEEDED"
-    stack_ids = {n: world.moto_stack(f"hello-{n}").stack_id for n in ("dev", "test")}
+    stack_ids = {n: world.moto_stack(f"hello--{n}").stack_id for n in ("dev", "test")}
 
     second = world.start(world.seed("rel-2", two, sha=SHA_2))
     world.complete_build()
@@ -137,11 +219,11 @@ def test_update_of_existing_stacks_then_redeploy_without_changes(world: AslWorld
         assert run["status"] == "SUCCEEDED" and run["no_changes"] is False
         assert {c["Action"] for c in json.loads(run["changes_json"])} == {"Modify"}
         assert world.ssm_value(f"/hello/{name}/version") == SHA_2
-        assert world.moto_stack(f"hello-{name}").stack_id == stack_ids[name]
-        assert world.moto_stack(f"hello-{name}").status == "UPDATE_COMPLETE"
+        assert world.moto_stack(f"hello--{name}").stack_id == stack_ids[name]
+        assert world.moto_stack(f"hello--{name}").status == "UPDATE_COMPLETE"
         assert world.stage_state(name)["current_release"]["release_id"] == "rel-2"
-    # the common case, an update of an existing stack, is well under the budget.
-    assert world.transitions_per_stage(second) == [9, 9]  # the stack settled before the first look: no wait
+    # the common case, an update of an existing stack that settled before the first look
+    assert world.transitions_per_stage(second) == [DEPLOY, DEPLOY]
 
     # the same sha again: CloudFormation finds no changes; the stage still succeeds.
     third = world.start(world.seed("rel-3", two, sha=SHA_2))
@@ -155,10 +237,48 @@ def test_update_of_existing_stacks_then_redeploy_without_changes(world: AslWorld
         assert outputs(run)["VersionParameter"] == f"/hello/{name}/version"
         state = world.stage_state(name)
         assert state["current_release"]["release_id"] == "rel-3" and state["current_release"]["sha"] == SHA_2
+        # the empty change set is never executed: the coordinator deletes it
+        empty, target = deploys.change_set_name("rel-3", name), f"hello--{name}"
+        wait_until(lambda e=empty, t=target: e not in change_set_names(world, t), 10, what=f"{empty} deleted")
+        assert world.moto_stack(f"hello--{name}").stack_id == stack_ids[name]
     assert world.release("rel-3")["status"] == "SUCCEEDED"
-    assert "DeleteEmptyChangeSet" in world.entered_states(third)
-    assert world.transitions_per_stage(third) == [11, 11]
-    assert_no_locks(world, ["dev", "test"])
+    assert "ExecuteChangeSet" not in world.entered_states(third)
+    assert world.transitions_per_stage(third) == [NO_CHANGES, NO_CHANGES]
+    assert_lanes_free(world, ["dev", "test"])
+
+
+def test_a_release_that_carries_its_build_is_not_built_again(world: AslWorld) -> None:
+    state_input = world.seed("rel-1", [{"name": "dev"}])
+    state_input["build"] = {"build_id": "b-7", "template_url": world.upload_template("builds/hello/b-7.json")}
+    arn = world.start(state_input)
+    execution = world.wait_execution(arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert json.loads(execution["output"]) == {"release_id": "rel-1", "status": "SUCCEEDED", "build_id": "b-7"}
+    assert world.entered_states(arn)[:3] == ["MarkRunning", "HasBuild", "Deploy"]
+    assert "Build" not in world.entered_states(arn)
+    assert build_queue_is_empty(world)
+    assert world.stage_run("rel-1", "dev")["status"] == "SUCCEEDED"
+    assert world.ssm_value("/hello/dev/version") == SHA_1
+    assert_lanes_free(world, ["dev"])
+
+
+def test_release_cancelled_before_its_execution_started_is_not_run(world: AslWorld) -> None:
+    from chalicelib import bootstrap
+
+    state_input = world.seed("rel-1", [{"name": "dev"}])
+    cancelled = {"cancelled_by": "carol", "error": "Cancelled", "cause": "cancelled by carol", "ended_at": "x"}
+    assert bootstrap.release_repository().end("rel-1", "CANCELLED", cancelled)
+    arn = world.start(state_input)
+    execution = world.wait_execution(arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert world.entered_states(arn) == ["MarkRunning", "ReleaseNotRunnable"]
+    release = world.release("rel-1")
+    assert release["status"] == "CANCELLED" and release["cancelled_by"] == "carol"
+    assert "started_at" not in release
+    assert build_queue_is_empty(world)
+    assert world.stage_run("rel-1", "dev") is None
+    assert world.get("STACK#hello", "STAGE#dev") is None
+    assert world.moto_stack("hello--dev") is None
 
 
 # --- build failures --------------------------------------------------------------------------------
@@ -178,16 +298,19 @@ def test_build_failure_fails_the_release_without_deploying(world: AslWorld) -> N
         "test": "SKIPPED",
         "prod": "SKIPPED",
     }
-    assert world.moto_stack("hello-dev") is None
-    assert_no_locks(world, ["dev", "test", "prod"])
+    assert world.moto_stack("hello--dev") is None
+    for name in ("dev", "test", "prod"):
+        assert world.get("STACK#hello", f"STAGE#{name}") is None  # no stage was ever entered
+    assert world.coordinator.handled == []
 
 
 def test_build_failure_without_a_cause_still_ends_the_release(world: AslWorld) -> None:
     arn = world.start(world.seed("rel-1", [{"name": "dev"}]))
     request = world.next_build_request()
     world.sfn.send_task_failure(taskToken=request["task_token"], error="BuildFailed")
-    _, release = assert_release_failed(world, arn, "rel-1")
-    assert release["error"] == "BuildFailed" and release["cause"] == "the build failed"
+    execution, release = assert_release_failed(world, arn, "rel-1")
+    assert release["error"] == "BuildFailed" and release["cause"] == "the release failed without a cause"
+    assert execution["error"] == "BuildFailed" and execution["cause"] == release["cause"]
 
 
 def test_build_timeout_fails_the_release(world: AslWorld) -> None:
@@ -205,106 +328,177 @@ def test_build_result_without_template_url_fails_the_release(world: AslWorld) ->
     world.sfn.send_task_success(taskToken=request["task_token"], output=json.dumps({"build_id": "b-1"}))
     _, release = assert_release_failed(world, arn, "rel-1")
     assert release["error"] == "BuildResultInvalid"
+    assert release["cause"] == "the build result has no build_id or template_url"
 
 
 # --- stage failures --------------------------------------------------------------------------------
 
 
 def test_change_set_failure_at_stage_two_skips_the_rest(world: AslWorld) -> None:
-    stages = [
-        {"name": "dev"},
-        {"name": "test", "parameters": [{"ParameterKey": "Stage", "ParameterValue": "test"}]},  # Sha missing
-        {"name": "prod"},
-    ]
+    stages = [{"name": "dev"}, {"name": "test", "parameters": {"Stage": "test"}}, {"name": "prod"}]  # Sha missing
     arn = world.start(world.seed("rel-1", stages))
     world.complete_build()
-    execution, release = assert_release_failed(world, arn, "rel-1")
-    assert release["failed_stage"] == "test"
+    release = assert_stage_failed(world, arn, "rel-1", "test")
     # CloudFormation refuses the change set when it is created (the emulator as AWS).
     assert release["error"] == "ChangeSetFailed"
-    assert "hello-test" in release["cause"] and "Parameters: [Sha] must have values" in release["cause"]
-    assert execution["error"] == release["error"] and execution["cause"] == release["cause"]
+    assert "Parameters: [Sha] must have values" in release["cause"]
     assert world.stage_statuses("rel-1", ["dev", "test", "prod"]) == {
         "dev": "SUCCEEDED",
         "test": "FAILED",
         "prod": "SKIPPED",
     }
-    run = world.stage_run("rel-1", "test")
-    assert run["error"] == release["error"] and run["cause"] == release["cause"]
-    assert parse_time(run["ended_at"])
     assert world.stage_state("test")["status"] == "FAILED"
     assert world.stage_state("dev")["current_release"]["release_id"] == "rel-1"
     assert "current_release" not in world.stage_state("test")
-    assert world.moto_stack("hello-prod") is None
-    assert_no_locks(world, ["dev", "test", "prod"])
+    assert world.get("STACK#hello", "STAGE#prod") is None
+    assert world.moto_stack("hello--prod") is None
+    assert world.moto_stack("hello--test") is None  # refused at once: no stack was ever made
+    assert_lanes_free(world, ["dev", "test", "prod"])
+    # CloudFormation refuses the change set: EnterStage, CreateChangeSet → LeaveStage, StopRelease
+    assert world.transitions_per_stage(arn) == [DEPLOY, 4]
 
 
 def test_stack_rollback_after_execute_fails_the_stage(world: AslWorld) -> None:
-    world.fail_next_deploy("hello-test", "ROLLBACK_COMPLETE")
+    world.fail_next_deploy("hello--test", "ROLLBACK_COMPLETE")
     arn = world.start(world.seed("rel-1", [{"name": "dev"}, {"name": "test"}]))
     world.complete_build()
-    _, release = assert_release_failed(world, arn, "rel-1")
-    assert release["failed_stage"] == "test"
+    release = assert_stage_failed(world, arn, "rel-1", "test")
     assert release["error"] == "DeployFailed"
-    assert release["cause"] == (
-        "stack hello-test ended in ROLLBACK_COMPLETE: "
-        "The following resource(s) failed to create: [Bucket]. Rollback requested by user."
-    )
-    assert world.stage_run("rel-1", "test")["status"] == "FAILED"
-    assert_no_locks(world, ["dev", "test"])
+    assert release["cause"].startswith("stack hello--test ended in ROLLBACK_COMPLETE: ")
+    assert "emulated failure" in release["cause"]  # the failed resource's own reason, from the stack events
+    assert world.stage_state("test")["status"] == "FAILED" and "current_release" not in world.stage_state("test")
+    assert world.stage_state("dev")["current_release"]["release_id"] == "rel-1"
+    assert_lanes_free(world, ["dev", "test"])
 
 
 def test_update_rollback_failed_after_execute_blocks_the_stage(world: AslWorld) -> None:
     first = world.start(world.seed("rel-1", [{"name": "dev"}]))
     world.complete_build()
     assert world.wait_execution(first)["status"] == "SUCCEEDED"
-    world.fail_next_deploy("hello-dev", "UPDATE_ROLLBACK_FAILED")
+    world.fail_next_deploy("hello--dev", "UPDATE_ROLLBACK_FAILED")
     arn = world.start(world.seed("rel-2", [{"name": "dev"}], sha=SHA_2))
     world.complete_build()
-    _, release = assert_release_failed(world, arn, "rel-2")
-    assert release["failed_stage"] == "dev" and release["error"] == "StackBlocked"
+    release = assert_stage_failed(world, arn, "rel-2", "dev", status="BLOCKED")
+    assert release["error"] == "StackBlocked"
     assert "UPDATE_ROLLBACK_FAILED" in release["cause"]
-    run = world.stage_run("rel-2", "dev")
-    assert run["status"] == "BLOCKED"
     state = world.stage_state("dev")
     assert state["status"] == "BLOCKED" and state["current_release"]["release_id"] == "rel-1"
-    assert_no_locks(world, ["dev"])
+    assert_lanes_free(world, ["dev"])
 
 
 def test_approval_rejected(world: AslWorld) -> None:
     arn = world.start(world.seed("rel-1", THREE))
     world.complete_build()
-    world.reject("rel-1", "prod", comment="not on a Friday")
-    execution, release = assert_release_failed(world, arn, "rel-1")
-    assert release["failed_stage"] == "prod"
-    assert release["error"] == "ApprovalRejected" and release["cause"] == "not on a Friday"
-    assert execution["error"] == "ApprovalRejected"
+    decided = world.reject("rel-1", "prod", comment="not on a Friday")
+    assert decided["decision"] == "rejected" and decided["by"] == "bob"
+    release = assert_stage_failed(world, arn, "rel-1", "prod")
+    assert release["error"] == "ApprovalRejected" and release["cause"] == "rejected by bob: not on a Friday"
     run = world.stage_run("rel-1", "prod")
-    assert run["status"] == "FAILED" and run["error"] == "ApprovalRejected" and run["cause"] == "not on a Friday"
-    assert run["approval"]["decision"] == "rejected" and "task_token" not in run
+    assert run["approval"]["decision"] == "rejected" and run["approval"]["comment"] == "not on a Friday"
     assert world.stage_statuses("rel-1", ["dev", "test", "prod"]) == {
         "dev": "SUCCEEDED",
         "test": "SUCCEEDED",
         "prod": "FAILED",
     }
-    assert world.moto_stack("hello-prod") is None
-    assert world.stage_state("prod")["status"] == "IDLE"  # never locked, never touched
-    assert_no_locks(world, ["dev", "test", "prod"])
+    # the change set was never executed: it goes, with the empty stack it had created
+    wait_until(lambda: world.moto_stack("hello--prod") is None, 10, what="the empty hello--prod deleted")
+    state = world.stage_state("prod")
+    assert state["status"] == "FAILED" and "current_release" not in state
+    assert_lanes_free(world, ["dev", "test", "prod"])
 
 
 def test_approval_timeout(world: AslWorld) -> None:
     stages = [{"name": "dev", "approval": True, "approval_timeout_seconds": 1}, {"name": "prod"}]
     arn = world.start(world.seed("rel-1", stages))
     world.complete_build()
-    _, release = assert_release_failed(world, arn, "rel-1")
-    assert release["failed_stage"] == "dev"
+    release = assert_stage_failed(world, arn, "rel-1", "dev")
     assert release["error"] == "ApprovalTimedOut"
     assert release["cause"] == "approval timed out after 1 s"
-    run = world.stage_run("rel-1", "dev")
-    assert run["status"] == "FAILED" and "task_token" not in run
     assert world.stage_statuses("rel-1", ["dev", "prod"]) == {"dev": "FAILED", "prod": "SKIPPED"}
-    assert world.moto_stack("hello-dev") is None
-    assert_no_locks(world, ["dev", "prod"])
+    wait_until(lambda: world.moto_stack("hello--dev") is None, 10, what="the empty hello--dev deleted")
+    assert_lanes_free(world, ["dev", "prod"])
+
+
+# --- the deploy deadline ---------------------------------------------------------------------------
+
+
+def test_change_set_that_never_gets_ready_times_out_and_frees_the_stage(world: AslWorld) -> None:
+    first = world.start(world.seed("rel-1", [{"name": "dev"}]))
+    world.complete_build()
+    assert world.wait_execution(first)["status"] == "SUCCEEDED"
+    world.stall_change_sets("hello--dev")
+    arn = world.start(world.seed("rel-2", [{"name": "dev"}], sha=SHA_2, config={"deploy_timeout_seconds": 2}))
+    world.complete_build()
+    release = assert_stage_failed(world, arn, "rel-2", "dev")
+    assert release["error"] == "DeployTimedOut"
+    assert release["cause"] == "stage dev did not finish within 2 s"
+    states = world.entered_states(arn)
+    assert states[-6:] == ["ChangeSetReady", *TIMED_OUT]
+    assert "ExecuteChangeSet" not in states
+    # nothing ran: the stage is free at once and still runs rel-1
+    assert_lanes_free(world, ["dev"])
+    state = world.stage_state("dev")
+    assert state["status"] == "FAILED" and state["current_release"]["release_id"] == "rel-1"
+    assert world.moto_stack("hello--dev").status == "CREATE_COMPLETE"
+    assert world.ssm_value("/hello/dev/version") == SHA_1
+
+
+def test_first_change_set_that_never_gets_ready_times_out_and_leaves_nothing(world: AslWorld) -> None:
+    world.stall_change_sets("hello--dev")
+    arn = world.start(world.seed("rel-1", [{"name": "dev"}], config={"deploy_timeout_seconds": 2}))
+    world.complete_build()
+    release = assert_stage_failed(world, arn, "rel-1", "dev")
+    assert release["error"] == "DeployTimedOut"
+    assert world.entered_states(arn)[-6:] == ["ChangeSetReady", *TIMED_OUT]
+    # the stack only waited for its first change set (REVIEW_IN_PROGRESS): nothing to drain, both go
+    assert_lanes_free(world, ["dev"])
+    assert world.stage_state("dev")["status"] == "FAILED"
+    wait_until(lambda: world.moto_stack("hello--dev") is None, 10, what="the empty hello--dev deleted")
+
+
+def test_deploy_that_never_settles_times_out_and_drains_the_stage(world: AslWorld) -> None:
+    arn = world.start(world.seed("rel-1", [{"name": "dev"}], config={"deploy_timeout_seconds": 2}))
+    deploying(world, "rel-1", "hello--dev")
+    release = assert_stage_failed(world, arn, "rel-1", "dev")
+    assert release["error"] == "DeployTimedOut"
+    assert release["cause"] == "stage dev did not finish within 2 s"
+    assert world.entered_states(arn)[-6:] == ["DeploySettled", *TIMED_OUT]
+    # CloudFormation still changes the stack: nobody may enter until it settles
+    holder = world.lane("dev").holder
+    assert holder is not None and holder.release_id == "rel-1" and holder.phase == DRAINING
+    assert world.stage_state("dev")["status"] == DRAINING
+    assert world.reconcile("rel-1") == "FAILED: a stage is still draining"
+    assert world.release("rel-1")["gsi2pk"] == "ACTIVE"  # the sweeper keeps trying
+
+    later = world.start(world.seed("rel-2", [{"name": "dev"}], sha=SHA_2))
+    world.complete_build()
+    parked(world, "rel-2", "dev", behind="rel-1")
+
+    world.finish_deploy("hello--dev")
+    assert world.reconcile("rel-1") == "FAILED: stages freed"
+    assert "gsi2pk" not in world.release("rel-1")
+    run = world.stage_run("rel-1", "dev")  # the deploy did complete: the stage ran rel-1 until rel-2 came
+    assert run["status"] == "SUCCEEDED" and run["cause"].endswith("the deploy completed")
+    assert world.wait_execution(later)["status"] == "SUCCEEDED"
+    assert world.stage_state("dev")["current_release"]["release_id"] == "rel-2"
+    assert world.ssm_value("/hello/dev/version") == SHA_2
+    assert_lanes_free(world, ["dev"])
+
+
+def test_stack_busy_past_the_deadline_fails_the_stage_without_touching_it(world: AslWorld) -> None:
+    world.emulate_aws_stack_rules()
+    world.create_stack("hello--dev", "dev")
+    world.set_stack_status("hello--dev", "UPDATE_IN_PROGRESS")
+    arn = world.start(world.seed("rel-1", [{"name": "dev"}], sha=SHA_2, config={"deploy_timeout_seconds": 2}))
+    world.complete_build()
+    release = assert_stage_failed(world, arn, "rel-1", "dev")
+    assert release["error"] == "DeployTimedOut"
+    assert release["cause"] == "CloudFormation stack hello--dev stayed busy for more than 2 s"
+    assert "CreateChangeSet" not in world.entered_states(arn)
+    assert world.moto_stack("hello--dev").status == "UPDATE_IN_PROGRESS"
+    assert world.ssm_value("/hello/dev/version") == SHA_1
+    assert change_set_names(world, "hello--dev") == set()
+    assert_lanes_free(world, ["dev"])
 
 
 # --- stack states left by someone else ------------------------------------------------------------
@@ -312,94 +506,282 @@ def test_approval_timeout(world: AslWorld) -> None:
 
 def test_rollback_complete_stack_is_deleted_and_created_again(world: AslWorld) -> None:
     world.emulate_aws_stack_rules()
-    world.create_stack("hello-dev", "dev")
-    old_id = world.moto_stack("hello-dev").stack_id
-    world.set_stack_status("hello-dev", "ROLLBACK_COMPLETE")
+    world.create_stack("hello--dev", "dev")
+    old_id = world.moto_stack("hello--dev").stack_id
+    world.set_stack_status("hello--dev", "ROLLBACK_COMPLETE")
     arn = world.start(world.seed("rel-1", [{"name": "dev"}]))
     world.complete_build()
     assert world.wait_execution(arn)["status"] == "SUCCEEDED"
-    stack = world.moto_stack("hello-dev")
+    stack = world.moto_stack("hello--dev")
     assert stack.stack_id != old_id and stack.status == "CREATE_COMPLETE"
     states = world.entered_states(arn)
-    assert states.count("DeleteRolledBackStack") == 1 and "CreateStackChangeSet" in states
+    assert states.count("WaitForBusyStack") == 1 and states.count("EnterStage") == 2
+    assert states.count("CreateChangeSet") == 1
+    assert world.transitions_per_stage(arn) == [DEPLOY + 2]
     assert world.stage_run("rel-1", "dev")["status"] == "SUCCEEDED"
-    assert_no_locks(world, ["dev"])
+    assert_lanes_free(world, ["dev"])
 
 
 def test_update_rollback_failed_stack_blocks_and_is_never_deleted(world: AslWorld) -> None:
     world.emulate_aws_stack_rules()
-    world.create_stack("hello-dev", "dev")
-    old_id = world.moto_stack("hello-dev").stack_id
-    world.set_stack_status("hello-dev", "UPDATE_ROLLBACK_FAILED")
+    world.create_stack("hello--dev", "dev")
+    old_id = world.moto_stack("hello--dev").stack_id
+    world.set_stack_status("hello--dev", "UPDATE_ROLLBACK_FAILED")
     arn = world.start(world.seed("rel-1", [{"name": "dev"}, {"name": "prod"}]))
     world.complete_build()
-    _, release = assert_release_failed(world, arn, "rel-1")
-    assert release["failed_stage"] == "dev" and release["error"] == "StackBlocked"
-    assert "hello-dev is UPDATE_ROLLBACK_FAILED" in release["cause"]
-    assert world.stage_run("rel-1", "dev")["status"] == "BLOCKED"
+    release = assert_stage_failed(world, arn, "rel-1", "dev", status="BLOCKED")
+    assert release["error"] == "StackBlocked"
+    assert "hello--dev is UPDATE_ROLLBACK_FAILED" in release["cause"]
     assert world.stage_statuses("rel-1", ["dev", "prod"]) == {"dev": "BLOCKED", "prod": "SKIPPED"}
-    stack = world.moto_stack("hello-dev")
+    stack = world.moto_stack("hello--dev")
     assert stack.stack_id == old_id and stack.status == "UPDATE_ROLLBACK_FAILED"
-    assert "DeleteRolledBackStack" not in world.entered_states(arn)
-    assert_no_locks(world, ["dev", "prod"])
+    assert world.entered_states(arn)[-5:] == ["Deploy", "EnterStage", "StopRelease", "StageEnded", "ReleaseFailed"]
+    assert world.stage_state("dev")["status"] == "BLOCKED"
+    assert_lanes_free(world, ["dev", "prod"])
+
+
+@pytest.mark.parametrize("owner", [None, "other"])
+def test_stack_not_created_by_stagecoach_is_never_updated(world: AslWorld, owner: str | None) -> None:
+    world.create_stack("hello--dev", "dev", owner=owner)
+    old_id = world.moto_stack("hello--dev").stack_id
+    arn = world.start(world.seed("rel-1", [{"name": "dev"}], sha=SHA_2))
+    world.complete_build()
+    release = assert_stage_failed(world, arn, "rel-1", "dev")
+    assert release["error"] == "StackNotOwned"
+    why = "carries stagecoach:stack=other" if owner else "has no stagecoach:stack tag"
+    assert release["cause"].startswith(f"CloudFormation stack hello--dev {why}")
+    stack = world.moto_stack("hello--dev")
+    assert stack.stack_id == old_id and stack.status == "CREATE_COMPLETE"
+    assert world.ssm_value("/hello/dev/version") == SHA_1
+    assert change_set_names(world, "hello--dev") == set()
+    assert world.transitions_per_stage(arn) == [2]  # EnterStage, StopRelease
+    assert_lanes_free(world, ["dev"])
 
 
 def test_stack_busy_elsewhere_is_waited_for(world: AslWorld) -> None:
     world.emulate_aws_stack_rules()
-    world.create_stack("hello-dev", "dev")
-    world.set_stack_status("hello-dev", "UPDATE_IN_PROGRESS")
+    world.create_stack("hello--dev", "dev")
+    world.set_stack_status("hello--dev", "UPDATE_IN_PROGRESS")
     arn = world.start(world.seed("rel-1", [{"name": "dev"}], sha=SHA_2))
     world.complete_build()
-    wait_until(lambda: "WaitForBusyStack" in world.entered_states(arn), 20, what="the busy-stack wait")
-    assert world.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
-    world.set_stack_status("hello-dev", "UPDATE_COMPLETE")
+    world.wait_entered(arn, "WaitForBusyStack")
+    assert world.status(arn) == "RUNNING"
+    holder = world.lane("dev").holder  # the release holds the stage while CloudFormation is busy
+    assert holder is not None and holder.release_id == "rel-1" and holder.phase == DEPLOYING
+    assert change_set_names(world, "hello--dev") == set()
+    world.set_stack_status("hello--dev", "UPDATE_COMPLETE")
     assert world.wait_execution(arn)["status"] == "SUCCEEDED"
     assert world.ssm_value("/hello/dev/version") == SHA_2
-    assert_no_locks(world, ["dev"])
+    assert_lanes_free(world, ["dev"])
 
 
-# --- the deploy lock -------------------------------------------------------------------------------
+# --- releases meeting at a stage -------------------------------------------------------------------
 
 
-def test_stage_lock_held_by_another_release_is_waited_for(world: AslWorld) -> None:
-    state_input = world.seed("rel-2", [{"name": "dev"}])
-    world.put(
-        {
-            "pk": "STACK#hello",
-            "sk": "STAGE#dev",
-            "status": "DEPLOYING",
-            "lock_owner": "rel-1",
-            "lock_acquired_at": "2026-11-27T14:00:00.000Z",
-        }
-    )
-    arn = world.start(state_input)
+def test_stage_held_by_another_release_is_waited_for(world: AslWorld) -> None:
+    first = world.start(world.seed("rel-1", [{"name": "dev"}]))
+    deploying(world, "rel-1", "hello--dev")
+    second = world.start(world.seed("rel-2", [{"name": "dev"}], sha=SHA_2))
     world.complete_build()
-    wait_until(lambda: "AcquireLock" in world.entered_states(arn), 20, what="the lock attempt")
-    time.sleep(2)
-    # nothing happens while the other release holds the lock
-    assert world.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
-    assert world.stage_run("rel-2", "dev") is None
-    assert world.moto_stack("hello-dev") is None
-    assert world.stage_state("dev")["lock_owner"] == "rel-1"
-    world.ddb.update_item(
-        TableName=world.table,
-        Key={"pk": {"S": "STACK#hello"}, "sk": {"S": "STAGE#dev"}},
-        UpdateExpression="REMOVE lock_owner, lock_acquired_at",
-    )
-    execution = world.wait_execution(arn)
-    assert execution["status"] == "SUCCEEDED"
-    run = world.stage_run("rel-2", "dev")
-    assert run["status"] == "SUCCEEDED"
+    parked(world, "rel-2", "dev", behind="rel-1")
+    # nothing happens to the stage while rel-1 deploys it
+    assert world.status(second) == "RUNNING"
+    assert world.entered_states(second)[-1] == "EnterStage"
+    assert deploys.change_set_name("rel-2", "dev") not in change_set_names(world, "hello--dev")
+    holder = world.lane("dev").holder
+    assert holder is not None and holder.release_id == "rel-1" and holder.phase == DEPLOYING
+
+    world.finish_deploy("hello--dev")
+    assert world.wait_execution(first)["status"] == "SUCCEEDED"
+    assert world.wait_execution(second)["status"] == "SUCCEEDED"
+    ran, waited = world.stage_run("rel-1", "dev"), world.stage_run("rel-2", "dev")
+    assert ran["status"] == "SUCCEEDED" and waited["status"] == "SUCCEEDED"
+    assert parse_time(ran["ended_at"]) <= parse_time(waited["started_at"])
+    assert "waiting_for" not in waited
     assert world.stage_state("dev")["current_release"]["release_id"] == "rel-2"
-    assert_no_locks(world, ["dev"])
+    assert world.ssm_value("/hello/dev/version") == SHA_2
+    assert_lanes_free(world, ["dev"])
+
+
+def test_a_parked_release_adds_no_history_while_it_waits(world: AslWorld) -> None:
+    first = world.start(world.seed("rel-1", [{"name": "dev", "approval": True}], mode="QUEUED"))
+    world.complete_build()
+    world.wait_awaiting_approval("rel-1", "dev")
+    second = world.start(world.seed("rel-2", [{"name": "dev", "approval": True}], sha=SHA_2, mode="QUEUED"))
+    world.complete_build()
+    parked(world, "rel-2", "dev", behind="rel-1")
+    before = [len(world.history(arn)) for arn in (first, second)]
+    time.sleep(3)  # the interval being measured: three poll intervals of the definition
+    after = [len(world.history(arn)) for arn in (first, second)]
+    assert after == before, "a waiting release must cost no state transitions"
+    assert before[1] <= 30, before
+
+    world.approve("rel-1", "dev")
+    assert world.wait_execution(first)["status"] == "SUCCEEDED"
+    world.approve("rel-2", "dev")
+    assert world.wait_execution(second)["status"] == "SUCCEEDED"
+    assert world.stage_state("dev")["current_release"]["release_id"] == "rel-2"
+    assert_lanes_free(world, ["dev"])
+
+
+def test_stopped_waiting_release_is_cancelled_and_withdrawn(world: AslWorld) -> None:
+    first = world.start(world.seed("rel-1", [{"name": "dev", "approval": True}], mode="QUEUED"))
+    world.complete_build()
+    world.wait_awaiting_approval("rel-1", "dev")
+    second = world.start(world.seed("rel-2", [{"name": "dev"}], sha=SHA_2, mode="QUEUED"))
+    world.complete_build()
+    parked(world, "rel-2", "dev", behind="rel-1")
+
+    world.sfn.stop_execution(executionArn=second, error="Cancelled", cause="stopped by the test")
+    assert world.reconcile("rel-2") == "CANCELLED: stages freed"
+    release = world.release("rel-2")
+    assert release["status"] == "CANCELLED" and release["error"] == "Cancelled"
+    assert release["cause"] == "stopped by the test" and "gsi2pk" not in release
+    run = world.stage_run("rel-2", "dev")
+    assert run["status"] == "CANCELLED" and run["cause"] == "stopped by the test" and "task_token" not in run
+    lane = world.lane("dev")
+    assert lane.waiters == () and lane.holder is not None and lane.holder.release_id == "rel-1"
+
+    world.approve("rel-1", "dev")
+    assert world.wait_execution(first)["status"] == "SUCCEEDED"
+    assert world.ssm_value("/hello/dev/version") == SHA_1
+    assert world.stage_state("dev")["current_release"]["release_id"] == "rel-1"
+    assert_lanes_free(world, ["dev"])
+
+
+def test_stopped_holder_is_cancelled_and_the_next_release_enters(world: AslWorld) -> None:
+    first = world.start(world.seed("rel-1", [{"name": "dev", "approval": True}], mode="QUEUED"))
+    world.complete_build()
+    world.wait_awaiting_approval("rel-1", "dev")
+    assert world.moto_stack("hello--dev").status == "REVIEW_IN_PROGRESS"
+    second = world.start(world.seed("rel-2", [{"name": "dev"}], sha=SHA_2, mode="QUEUED"))
+    world.complete_build()
+    parked(world, "rel-2", "dev", behind="rel-1")
+
+    world.sfn.stop_execution(executionArn=first, error="Cancelled", cause="stopped by the test")
+    assert world.reconcile("rel-1") == "CANCELLED: stages freed"
+    assert world.release("rel-1")["status"] == "CANCELLED"
+    run = world.stage_run("rel-1", "dev")
+    assert run["status"] == "CANCELLED" and "task_token" not in run
+    assert world.wait_execution(second)["status"] == "SUCCEEDED"
+    # rel-1's change set never ran; rel-2 created the stack afresh
+    assert deploys.change_set_name("rel-1", "dev") not in change_set_names(world, "hello--dev")
+    assert world.moto_stack("hello--dev").status == "CREATE_COMPLETE"
+    assert world.ssm_value("/hello/dev/version") == SHA_2
+    assert world.stage_state("dev")["current_release"]["release_id"] == "rel-2"
+    assert_lanes_free(world, ["dev"])
+
+
+def test_stopped_deploying_release_drains_the_stage_then_the_next_enters(world: AslWorld) -> None:
+    first = world.start(world.seed("rel-1", [{"name": "dev"}]))
+    deploying(world, "rel-1", "hello--dev")
+    second = world.start(world.seed("rel-2", [{"name": "dev"}], sha=SHA_2))
+    world.complete_build()
+    parked(world, "rel-2", "dev", behind="rel-1")
+
+    world.sfn.stop_execution(executionArn=first, error="Cancelled", cause="stopped by the test")
+    assert world.reconcile("rel-1") == "CANCELLED: a stage is still draining"
+    assert world.release("rel-1")["status"] == "CANCELLED"
+    holder = world.lane("dev").holder
+    assert holder is not None and holder.release_id == "rel-1" and holder.phase == DRAINING
+    assert world.stage_run("rel-2", "dev")["status"] == "WAITING"
+
+    world.finish_deploy("hello--dev")
+    assert world.reconcile("rel-1") == "CANCELLED: stages freed"
+    run = world.stage_run("rel-1", "dev")
+    assert run["status"] == "SUCCEEDED" and run["cause"] == "stopped by the test; the deploy completed"
+    assert world.wait_execution(second)["status"] == "SUCCEEDED"
+    assert world.stage_state("dev")["current_release"]["release_id"] == "rel-2"
+    assert world.ssm_value("/hello/dev/version") == SHA_2
+    assert_lanes_free(world, ["dev"])
+
+
+def lose_and_resume(world: AslWorld, arn: str, release_id: str, sha: str) -> str:
+    """The execution is lost (here: stopped without the reconciler hearing of it) after its build was recorded;
+    the release resumes in a new execution, as the reconciler does for a lost one. Returns the new one's ARN."""
+    from chalicelib import bootstrap
+
+    world.sfn.stop_execution(executionArn=arn, error="Lost", cause="the emulator restarted")
+    template_url = world.upload_template(f"builds/hello/{sha}/template.json")
+    build = {"status": "SUCCEEDED", "build_id": f"local:{release_id}", "template_url": template_url}
+    bootstrap.release_repository().record_build(release_id, build)
+    release = bootstrap.release_repository().get(release_id)
+    assert release is not None and release.status == "RUNNING"
+    resumed = bootstrap.release_starter().resume(release)
+    assert resumed.endswith(f":{release_id}-r2")
+    return resumed
+
+
+def test_resumed_release_skips_the_stages_it_already_deployed(world: AslWorld) -> None:
+    world.create_stack("hello--test", "test")
+    world.set_stack_status("hello--test", "UPDATE_IN_PROGRESS")
+    first = world.start(world.seed("rel-1", [{"name": "dev"}, {"name": "test"}], sha=SHA_2))
+    world.complete_build()
+    world.wait_entered(first, "WaitForBusyStack")  # at test, after dev
+    dev = world.stage_run("rel-1", "dev")
+    assert dev is not None and dev["status"] == "SUCCEEDED"
+    resumed = lose_and_resume(world, first, "rel-1", SHA_2)
+    world.set_stack_status("hello--test", "UPDATE_COMPLETE")
+
+    assert world.wait_execution(resumed)["status"] == "SUCCEEDED"
+    states = world.entered_states(resumed)
+    assert "Build" not in states and states.count("StageAlreadyDeployed") == 1
+    assert world.transitions_per_stage(resumed) == [2, DEPLOY]  # EnterStage, StageAlreadyDeployed
+    assert world.stage_run("rel-1", "dev") == dev  # untouched
+    assert world.stage_run("rel-1", "test")["status"] == "SUCCEEDED"
+    release = world.release("rel-1")
+    assert release["status"] == "SUCCEEDED" and release["previous_executions"] == [first]
+    assert world.ssm_value("/hello/test/version") == SHA_2
+    assert_lanes_free(world, ["dev", "test"])
+
+
+def test_resumed_release_stopped_while_deploying_drains_its_new_change_set(world: AslWorld) -> None:
+    world.create_stack("hello--dev", "dev")
+    world.set_stack_status("hello--dev", "UPDATE_IN_PROGRESS")
+    first = world.start(world.seed("rel-1", [{"name": "dev"}], sha=SHA_2))
+    world.complete_build()
+    world.wait_entered(first, "WaitForBusyStack")  # rel-1 holds dev
+    world.stall_next_deploy("hello--dev")
+    resumed = lose_and_resume(world, first, "rel-1", SHA_2)
+    world.set_stack_status("hello--dev", "UPDATE_COMPLETE")
+    executing = wait_until(lambda: world.executing_change_set("hello--dev"), 30, what="the resumed deploy")
+    assert executing.change_set_name == deploys.change_set_name("rel-1-r2", "dev")
+    holder = world.lane("dev").holder
+    assert holder is not None and holder.target is not None
+    assert holder.target.change_set_name == executing.change_set_name  # not the first execution's
+
+    world.sfn.stop_execution(executionArn=resumed, error="Cancelled", cause="stopped by the test")
+    assert world.reconcile("rel-1") == "CANCELLED: a stage is still draining"
+    holder = world.lane("dev").holder
+    assert holder is not None and holder.phase == DRAINING
+    world.finish_deploy("hello--dev")
+    assert world.reconcile("rel-1") == "CANCELLED: stages freed"
+    assert world.stage_run("rel-1", "dev")["status"] == "SUCCEEDED"
+    assert world.stage_state("dev")["current_release"]["release_id"] == "rel-1"
+    assert world.ssm_value("/hello/dev/version") == SHA_2
+    assert_lanes_free(world, ["dev"])
 
 
 # --- the definition itself -------------------------------------------------------------------------
 
 
+def test_definition_is_the_current_render_of_its_yaml_source() -> None:
+    import importlib.util
+
+    source = local_resources.RELEASE_DEFINITION.with_name("render.py")
+    spec = importlib.util.spec_from_file_location("render", source)
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    yaml_source = local_resources.RELEASE_DEFINITION.with_suffix(".yaml")
+    assert render.render(yaml_source) == local_resources.RELEASE_DEFINITION.read_text(), (
+        "statemachines/release.asl.json is stale: run .venv/bin/python statemachines/render.py"
+    )
+
+
 def test_every_placeholder_has_a_substitution_and_back() -> None:
     text = local_resources.RELEASE_DEFINITION.read_text()
-    subs = local_resources.substitutions("us-east-1", "t", "https://q", "b")
+    subs = local_resources.substitutions("us-east-1", "t", "https://q", "b", "https://s.fifo")
     assert local_resources.placeholders(text) == set(subs), (local_resources.placeholders(text), set(subs))
 
 
@@ -464,9 +846,11 @@ def _all_states(states: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def test_definition_is_structurally_valid_asl() -> None:
     definition = json.loads(local_resources.RELEASE_DEFINITION.read_text())
     assert definition.get("QueryLanguage", "JSONPath") == "JSONPath"
+    assert not any(key.startswith("x-") for key in definition), "YAML-only keys must not be rendered"
     problems: list[str] = []
     _walk(definition["States"], definition["StartAt"], "", problems)
     assert problems == []
+    asks: dict[str, str] = {}
     for name, state in _all_states(definition["States"]):
         assert "Assign" not in state and "Arguments" not in state and "Output" not in state, name
         assert state.get("QueryLanguage", "JSONPath") == "JSONPath", name
@@ -474,6 +858,14 @@ def test_definition_is_structurally_valid_asl() -> None:
         assert "lambda" not in resource and "codebuild" not in resource and "startExecution" not in resource, name
         if resource.endswith(".waitForTaskToken"):
             assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, name
+            parameters = state["Parameters"]
+            if parameters["QueueUrl"] == "${StageQueueUrl}":
+                # one FIFO message group per stack: the coordinator handles a stack's requests one at a time
+                assert parameters["MessageGroupId.$"] == "$.stack.id", name
+                body = parameters["MessageBody"]
+                assert body["token.$"] == "$$.Task.Token" and body["release_id.$"] == "$.release.id", name
+                assert body["stage.$"] == "$.stage.name", name
+                asks[name] = body["op"]
         if state["Type"] == "Task" and ("dynamodb" in resource):
             assert state.get("Retry"), f"{name} writes to DynamoDB without a Retry"
         for retrier in state.get("Retry", []):
@@ -482,12 +874,14 @@ def test_definition_is_structurally_valid_asl() -> None:
             # aws-sdk error names differ between AWS and moto: catch everything and branch on the cause
             if "aws-sdk:cloudformation" in resource:
                 assert catcher["ErrorEquals"] == ["States.ALL"], name
+    assert asks == {"EnterStage": "enter", "RequestApproval": "approval", "LeaveStage": "leave"}
 
 
-@pytest.mark.parametrize("stage_name", ["dev", "a" * 60, "with_underscore"])
-def test_change_set_name_is_valid_for_any_stage(world: AslWorld, stage_name: str) -> None:
-    arn = world.start(world.seed("rel_1", [{"name": stage_name, "cfn_stack_name": "hello-x"}]))
+@pytest.mark.parametrize(("release_id", "stage_name"), [("rel-1", "dev"), ("rel_1", "a" * 32), ("r" * 80, "eu-1")])
+def test_change_set_name_is_valid_for_any_stage(world: AslWorld, release_id: str, stage_name: str) -> None:
+    arn = world.start(world.seed(release_id, [{"name": stage_name}]))
     world.complete_build()
     assert world.wait_execution(arn)["status"] == "SUCCEEDED"
-    names = [cs.change_set_name for cs in world._cfn_backend().change_sets.values()]
-    assert names and all(len(n) <= 128 and n[0].isalpha() and all(c.isalnum() or c == "-" for c in n) for n in names)
+    names = change_set_names(world, f"hello--{stage_name}")
+    assert names == {deploys.change_set_name(release_id, stage_name)}
+    assert all(len(n) <= 128 and n[0].isalpha() and all(c.isalnum() or c == "-" for c in n) for n in names)

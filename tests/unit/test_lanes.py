@@ -154,6 +154,16 @@ def test_a_holder_entering_again_is_granted_again() -> None:
     assert again.lane == lane
 
 
+def test_a_holder_resumed_by_a_new_execution_holds_the_stage_for_its_new_change_set() -> None:
+    lane = lanes.arrive(empty(), contender(1), "SUPERSEDED", NOW).lane
+    resumed = replace(contender(1), token="token-1-r2", target=replace(TARGET, change_set_name="stagecoach-r2"))
+    again = lanes.arrive(lane, resumed, "SUPERSEDED", NOW)
+    assert [g.token for g in again.granted] == ["token-1-r2"]
+    assert again.lane.holder is not None and lane.holder is not None
+    assert again.lane.holder.target == resumed.target
+    assert again.lane.holder.since == lane.holder.since  # the deadline still counts from the first grant
+
+
 def test_a_waiter_that_ends_withdraws_and_the_next_goes_in() -> None:
     lane = lanes.arrive(empty(), contender(1), "QUEUED", NOW).lane
     lane = lanes.arrive(lane, contender(2), "QUEUED", NOW).lane
