@@ -233,12 +233,13 @@ class InMemoryReleaseRepository:
         return data.get("task_token") if data.get("status") == "AWAITING_APPROVAL" else None
 
     def record_decision(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
-        data = self.run_fields.get(release_id, {}).get(stage) or {}
-        if data.get("task_token") != token:
+        data = self.run_fields.get(release_id, {}).get(stage)
+        if data is None or (data.get("approval") or {}).get("decision"):
             return False
-        data.pop("task_token")
-        data["status"] = "DEPLOYING" if decision["decision"] in ("approved", "auto") else "FAILED"
+        data.pop("task_token", None)
         data["approval"] = {**(data.get("approval") or {}), **decision}
+        if decision["decision"] in ("approved", "auto") and data.get("status") == "AWAITING_APPROVAL":
+            data["status"] = "DEPLOYING"
         return True
 
 

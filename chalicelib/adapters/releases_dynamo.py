@@ -327,20 +327,27 @@ class DynamoReleaseRepository:
         return run.task_token if run.status == "AWAITING_APPROVAL" and run.task_token else None
 
     def record_decision(self, release_id: str, stage: str, token: str, decision: dict[str, Any]) -> bool:
-        """After the execution resumed: the decision, the token dropped (conditional on that token)."""
+        """After the execution resumed: the decision, once (the first recorded decision stays), and the token
+        dropped. It does not depend on the stage still waiting: the coordinator may have closed the stage run
+        (a rejection goes straight to leaving the stage) before this is written."""
         run = StageRunModel(pk=release_pk(release_id), sk=f"STAGE#{stage}")
-        status = "DEPLOYING" if decision["decision"] in ("approved", "auto") else "FAILED"
-        actions = [
-            StageRunModel.status.set(status),
-            StageRunModel.task_token.remove(),
-        ] + [StageRunModel.approval[key].set(value) for key, value in decision.items()]
+        actions: list[Action] = [StageRunModel.approval[key].set(value) for key, value in decision.items()]
         try:
             run.update(
-                actions=actions,
-                condition=(StageRunModel.status == "AWAITING_APPROVAL") & (StageRunModel.task_token == token),
+                actions=[*actions, StageRunModel.task_token.remove()],
+                condition=StageRunModel.pk.exists() & StageRunModel.approval["decision"].does_not_exist(),
             )
         except UpdateError as exc:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 return False
             raise
+        if decision["decision"] in ("approved", "auto"):
+            try:  # the stage deploys now (the coordinator writes its final status when it leaves)
+                run.update(
+                    actions=[StageRunModel.status.set("DEPLOYING")],
+                    condition=StageRunModel.status == "AWAITING_APPROVAL",
+                )
+            except UpdateError as exc:
+                if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+                    raise
         return True

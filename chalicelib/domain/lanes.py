@@ -170,9 +170,14 @@ def arrive(lane: Lane, contender: Contender, mode: str, now: str, blocker: Block
     """A release asks to enter the stage (first time, again after a busy stack, or after a restart)."""
     holder = lane.holder
     if holder is not None and holder.release_id == contender.release_id:
-        # It already holds the lane: resume it again. A resumed release runs in a new execution whose change
-        # set has another name: the holder deploys that one now (what a reconciler must watch if it ends).
-        return Step(lane=replace(lane, holder=replace(holder, target=contender.target)), granted=(contender,))
+        # It already holds the lane: resume it again (after a busy stack: same change set, same deadline). A
+        # resumed release runs in a new execution whose change set has another name: it starts the stage over
+        # (its old approval token died with the old execution, its deadline counts from now).
+        if holder.target == contender.target:
+            return Step(lane=lane, granted=(contender,))
+        phase = PREPARING if contender.approval else DEPLOYING
+        fresh = replace(holder, target=contender.target, phase=phase, since=now, approval_token="")
+        return Step(lane=replace(lane, holder=fresh), granted=(contender,))
     by = _outdated_by(lane, contender)
     if by is not None:
         return Step(

@@ -57,7 +57,7 @@ class ApprovalService:
         wanted = "approved" if approve else "rejected"
         release = self._load(release_id, stage)
         token = self._approvals.waiting_token(release_id, stage)
-        if token is None:
+        if token is None or release.terminal:
             return self._already_decided(release, stage, wanted, actor)
         decision = {"decision": wanted, "by": actor, "at": self._clock(), "comment": comment}
         if approve:
@@ -92,8 +92,6 @@ class ApprovalService:
             raise NotFoundError(f"release {release_id!r} does not exist")
         if stage not in release.stages:
             raise NotFoundError(f"release {release_id!r} has no stage {stage!r}")
-        if release.terminal:
-            raise ConflictError(_not_waiting(release, stage))
         return release
 
     def _already_decided(self, release: Release, stage: str, wanted: str, actor: str) -> dict[str, Any]:

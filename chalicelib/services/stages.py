@@ -250,7 +250,8 @@ class StageCoordinator:
             runs=[RunUpdate(release.id, m.stage, fields)],
             previous=lane,
             effects=effects,
-            last_outcome=outcome.status,
+            # a refused or timed-out approval deployed nothing: the stage keeps showing its last deploy
+            last_outcome=None if outcome.error in ("ApprovalRejected", "ApprovalTimedOut") else outcome.status,
             outputs=cfn_stack.outputs if outcome.deployed else None,
         )
         self._metrics.count(f"Stage{outcome.status.title()}")

@@ -220,3 +220,19 @@ def test_four_quick_pushes_end_on_the_newest_and_supersede_the_rest() -> None:
     assert state["prod"].holder is not None and state["prod"].holder.release_id == "r4"
     assert state["dev"].deployed is not None and state["dev"].deployed.release_id == "r4"
     assert state["test"].deployed is not None and state["test"].deployed.release_id == "r4"
+
+
+def test_a_resumed_holder_starts_the_stage_over_with_its_new_change_set() -> None:
+    lane = lanes.arrive(empty(), contender(1, approval=True), "SUPERSEDED", NOW).lane
+    lane = lanes.approval_requested(lane, "r1", "approval-1", "SUPERSEDED", NOW).lane
+    later = "2026-11-27T13:00:00.000Z"
+    resumed = replace(contender(1, approval=True), target=replace(TARGET, change_set_name="stagecoach-y"))
+    step = lanes.arrive(lane, resumed, "SUPERSEDED", later)
+    holder = step.lane.holder
+    assert holder is not None
+    assert (holder.target, holder.phase, holder.since, holder.approval_token) == (
+        resumed.target,
+        lanes.PREPARING,
+        later,
+        "",
+    )

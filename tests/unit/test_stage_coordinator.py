@@ -477,3 +477,34 @@ def test_a_failed_change_set_is_not_put_up_for_approval() -> None:
     error, cause = world.callbacks.failed[token]
     assert error == "ChangeSetFailed" and "Unresolved resource dependencies [Nope]" in cause
     assert world.run(r1, "prod") is None or world.run(r1, "prod").status != "AWAITING_APPROVAL"
+
+
+def test_a_rejection_is_recorded_even_when_the_stage_was_closed_first() -> None:
+    """The state machine can leave the stage before the API records the decision (rejection → LeaveStage)."""
+    from chalicelib.services.approvals import ApprovalService
+
+    world = World()
+    r1 = world.release(1)
+    world.send("enter", r1, "prod")
+    world.send("approval", r1, "prod")
+    name = world.lanes.lane("hello", "prod").holder.target.change_set_name
+    world.cfn.stacks["hello--prod"] = StackSnapshot("hello--prod", "REVIEW_IN_PROGRESS", tags=OWNED)
+    world.change_set(r1, "prod", "AVAILABLE")
+
+    class FastStateMachine(RecordingCallbacks):
+        def fail(self, token: str, error: str, cause: str) -> bool:
+            done = super().fail(token, error, cause)
+            if error == "ApprovalRejected":  # the execution leaves the stage before decide() goes on
+                result = {"Error": error, "Cause": cause}
+                world.send("leave", r1, "prod", change_set_name=name, result=result)
+            return done
+
+    callbacks = FastStateMachine()
+    world.coordinator._callbacks = callbacks
+    approvals = ApprovalService(world.releases, world.releases, callbacks, world.clock, world.lanes)
+    decided = approvals.decide(r1, "prod", False, {"comment": "not today"}, "bob")
+    run = world.run(r1, "prod")
+    assert run.status == "FAILED" and run.error == "ApprovalRejected"
+    assert run.approval["decision"] == "rejected" and run.approval["by"] == "bob"
+    assert approvals.decide(r1, "prod", False, {"comment": "not today"}, "bob") == decided  # a retry answers again
+    assert world.lanes.states("hello")["prod"].last_outcome is None  # a rejection deployed nothing
