@@ -183,6 +183,6 @@ class Api:
         """PATCH a JSON body."""
         return self.call("PATCH", where, body)
 
-    def delete(self, where: str) -> Any:
-        """DELETE."""
-        return self.call("DELETE", where)
+    def delete(self, where: str, **query: str | int | None) -> Any:
+        """DELETE with query parameters (None values are left out)."""
+        return self.call("DELETE", where, query=query)

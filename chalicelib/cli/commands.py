@@ -18,6 +18,10 @@ from . import githook
 from .api import DEFAULT_TIMEOUT, DEFAULT_URL, Api, CliError, path
 from .watch import watch_release
 
+# What the API accepts and answers (docs/openapi.yaml); the CLI only talks HTTP.
+EXECUTION_MODES = ("SUPERSEDED", "QUEUED")
+RELEASE_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELLED", "TIMED_OUT")
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, what a tool killed by the closed pipe would exit with
@@ -111,29 +115,19 @@ def stacks_list(ctx: Context) -> int:
     return 0
 
 
-def awaiting_approval(api: Api, stack_id: str) -> list[tuple[str, str]]:
-    """``(release_id, stage)`` of every running release's stage that waits for an approval."""
-    found = []
-    running = api.get(path("stacks", stack_id, "releases"), status="RUNNING", limit=10)
-    for summary in running.get("releases") or []:
-        release = api.get(path("releases", str(summary["id"])))
-        for stage in release.get("stages") or []:
-            if stage.get("status") == "AWAITING_APPROVAL":
-                found.append((str(release["id"]), str(stage["name"])))
-    return found
+def awaiting_approval(stack: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(release_id, stage)`` of every stage of the pipeline view that waits for an approval."""
+    return [
+        (str(stage["awaiting_approval"]), str(stage["name"]))
+        for stage in stack.get("stages") or []
+        if stage.get("awaiting_approval")
+    ]
 
 
 def stacks_show(ctx: Context) -> int:
     """One stack as a pipeline."""
     stack = ctx.api.get(path("stacks", ctx.args.stack))
-    if ctx.json:
-        ctx.emit(stack, "")
-        return 0
-    try:
-        awaiting = awaiting_approval(ctx.api, ctx.args.stack)
-    except CliError:  # the pipeline is the answer; approvals are a bonus
-        awaiting = []
-    ctx.emit(stack, fmt.stack_details(stack, awaiting))
+    ctx.emit(stack, lambda: fmt.stack_details(stack, awaiting_approval(stack)))
     return 0
 
 
@@ -157,6 +151,7 @@ def stack_body(args: argparse.Namespace, stdin: TextIO | None = None) -> dict[st
         ("name", args.name),
         ("template_path", args.template_path),
         ("buildspec_path", args.buildspec_path),
+        ("execution_mode", getattr(args, "mode", None)),
     ):
         if value is not None:
             body[key] = value
@@ -194,9 +189,18 @@ def stacks_create(ctx: Context) -> int:
 
 
 def stacks_delete(ctx: Context) -> int:
-    """Delete a stack."""
-    ctx.api.delete(path("stacks", ctx.args.stack))
+    """Delete a stack (``--force`` cancels its releases in flight first)."""
+    ctx.api.delete(path("stacks", ctx.args.stack), force="true" if ctx.args.force else None)
     ctx.emit({"id": ctx.args.stack, "deleted": True}, f"deleted stack {ctx.args.stack}")
+    return 0
+
+
+def stacks_mode(ctx: Context) -> int:
+    """Set a stack's execution mode (SUPERSEDED or QUEUED)."""
+    args = ctx.args
+    current = ctx.api.get(path("stacks", args.stack))
+    stack = ctx.api.patch(path("stacks", args.stack), {"version": current["version"], "execution_mode": args.mode})
+    ctx.emit(stack, f"stack {args.stack}: execution mode {stack.get('execution_mode')}")
     return 0
 
 
@@ -264,7 +268,7 @@ def stages_move(ctx: Context) -> int:
 def stages_remove(ctx: Context) -> int:
     """Remove a stage."""
     args = ctx.args
-    stack = ctx.api.delete(path("stacks", args.stack, "stages", args.name))
+    stack = ctx.api.delete(path("stacks", args.stack, "stages", args.name), force="true" if args.force else None)
     return _pipeline_after(ctx, stack, f"removed stage {args.name} from {args.stack}")
 
 
@@ -320,6 +324,15 @@ def _decide(ctx: Context, decision: str) -> int:
     answer = ctx.api.post(path("releases", args.release, "stages", args.stage, decision), body)
     verb = "approved" if decision == "approve" else "rejected"
     ctx.emit(answer, f"{verb} stage {args.stage} of release {args.release}")
+    return 0
+
+
+def cancel(ctx: Context) -> int:
+    """Cancel a release: it ends CANCELLED and frees its stages."""
+    args = ctx.args
+    body = {"reason": args.reason} if args.reason else {}
+    answer = ctx.api.post(path("releases", args.release, "cancel"), body)
+    ctx.emit(answer, f"release {args.release} {answer.get('status')} ({answer.get('cause')})")
     return 0
 
 
@@ -482,7 +495,17 @@ def build_parser() -> Parser:
     create.add_argument("--tag", action="append", metavar="GLOB", help="tags that release")
     create.add_argument("--template-path")
     create.add_argument("--buildspec-path")
-    command(stacks, "delete", stacks_delete, "delete a stack").add_argument("stack")
+    create.add_argument(
+        "--mode",
+        choices=EXECUTION_MODES,
+        help="SUPERSEDED (default: the newest release wins every stage) or QUEUED (one after another)",
+    )
+    delete = command(stacks, "delete", stacks_delete, "delete a stack")
+    delete.add_argument("stack")
+    delete.add_argument("--force", action="store_true", help="cancel its releases in flight first")
+    mode = command(stacks, "mode", stacks_mode, "set how releases share the stages (SUPERSEDED or QUEUED)")
+    mode.add_argument("stack")
+    mode.add_argument("mode", choices=EXECUTION_MODES)
 
     stages = group("stages", "add, change, move and remove a stack's stages")
     add = command(stages, "add", stages_add, "add a stage")
@@ -502,11 +525,12 @@ def build_parser() -> Parser:
     remove = command(stages, "remove", stages_remove, "remove a stage")
     remove.add_argument("stack")
     remove.add_argument("name")
+    remove.add_argument("--force", action="store_true", help="cancel the releases still to deploy it first")
 
     releases = group("releases", "list and show releases")
     rlist = command(releases, "list", releases_list, "a stack's releases, newest first")
     rlist.add_argument("stack")
-    rlist.add_argument("--status", help="PENDING, RUNNING, SUCCEEDED or FAILED")
+    rlist.add_argument("--status", choices=RELEASE_STATUSES, help="only releases in this status")
     rlist.add_argument("--ref", help="branch, tag or full ref")
     rlist.add_argument("--limit", type=int, default=25, help="at most this many (25)")
     command(releases, "show", releases_show, "one release").add_argument("release")
@@ -520,6 +544,10 @@ def build_parser() -> Parser:
         decide.add_argument("release")
         decide.add_argument("stage")
         decide.add_argument("--comment")
+
+    stop = command(top, "cancel", cancel, "cancel a release (it ends CANCELLED, its stages are freed)")
+    stop.add_argument("release")
+    stop.add_argument("--reason")
 
     dep = command(top, "deploy", deploy, "release a ref or sha by hand")
     dep.add_argument("stack")

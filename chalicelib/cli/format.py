@@ -143,9 +143,11 @@ def pipeline_table(stages: Iterable[Mapping[str, Any]]) -> str:
                 truncate(current.get("message"), 40),
                 when(current.get("deployed_at")),
                 st.get("locked_by"),
+                ", ".join(st.get("waiting") or []),
             )
         )
-    return table(("#", "STAGE", "STATUS", "APPROVAL", "RELEASE", "MESSAGE", "DEPLOYED (UTC)", "LOCKED BY"), rows)
+    headers = ("#", "STAGE", "STATUS", "APPROVAL", "RELEASE", "MESSAGE", "DEPLOYED (UTC)", "IN STAGE", "WAITING")
+    return table(headers, rows)
 
 
 def stack_details(stack: Mapping[str, Any], awaiting: Sequence[tuple[str, str]] = ()) -> str:
@@ -155,7 +157,8 @@ def stack_details(stack: Mapping[str, Any], awaiting: Sequence[tuple[str, str]] 
     urls = webhook.get("urls") or {}
     verified = webhook.get("verified_at")
     lines = [
-        f"{stack.get('id')}  ({stack.get('name')})  version {stack.get('version')}",
+        f"{stack.get('id')}  ({stack.get('name')})  version {stack.get('version')}"
+        f"  mode {stack.get('execution_mode') or 'SUPERSEDED'}",
         f"repository  {repo.get('full_name')} on {repo.get('provider')}  clone {repo.get('clone_url')}",
         f"branches    {', '.join(stack.get('branches') or []) or DASH}",
         f"tags        {', '.join(stack.get('tags') or []) or DASH}",
@@ -199,7 +202,7 @@ def releases_table(releases: Iterable[Mapping[str, Any]], width: int | None = No
     rows = [
         (
             r.get("id"),
-            r.get("status"),
+            release_status(r),
             short_ref(r.get("ref")),
             short_sha(r.get("sha")),
             truncate(r.get("message"), 40),
@@ -216,10 +219,30 @@ def releases_table(releases: Iterable[Mapping[str, Any]], width: int | None = No
     return table(headers, rows, width, flexible="MESSAGE")
 
 
+def stage_status(stage: Mapping[str, Any]) -> str:
+    """A stage run's status, with whom it waits for or was superseded by."""
+    status = str(stage.get("status"))
+    if status == "WAITING" and stage.get("waiting_for"):
+        return f"WAITING for {stage['waiting_for']}"
+    if status == "SUPERSEDED" and stage.get("superseded_by"):
+        return f"SUPERSEDED by {stage['superseded_by']}"
+    return status
+
+
+def release_status(release: Mapping[str, Any]) -> str:
+    """``SUPERSEDED by r…`` / ``CANCELLED by alice`` / the plain status."""
+    status = str(release.get("status"))
+    if status == "SUPERSEDED" and release.get("superseded_by"):
+        return f"{status} by {release['superseded_by']}"
+    if status == "CANCELLED" and release.get("cancelled_by"):
+        return f"{status} by {release['cancelled_by']}"
+    return status
+
+
 def release_details(release: Mapping[str, Any]) -> str:
     """``releases show``: the release, its build and every stage."""
     lines = [
-        f"release {release.get('id')}  {release.get('status')}  stack {release.get('stack_id')}",
+        f"release {release.get('id')}  {release_status(release)}  stack {release.get('stack_id')}",
         f"ref       {release.get('ref')} @ {short_sha(release.get('sha')) or DASH}",
         f"message   {truncate(release.get('message'), 72) or DASH}",
         f"author    {release.get('author') or DASH}   trigger {release.get('trigger')}",
@@ -244,7 +267,7 @@ def release_details(release: Mapping[str, Any]) -> str:
             (
                 st.get("position"),
                 st.get("name"),
-                st.get("status"),
+                stage_status(st),
                 duration(st.get("duration_seconds")),
                 "no changes" if st.get("no_changes") else summary,
                 approval.get("decision") or ("requested" if approval.get("requested_at") else ""),

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from .api import CliError
-from .format import duration, failure_line, short_ref, short_sha
+from .format import duration, failure_line, short_ref, short_sha, stage_status
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
@@ -39,7 +39,7 @@ def states(release: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     if isinstance(build, Mapping) and build.get("status"):
         found.append(("build", str(build["status"]), build.get("duration_seconds")))
     for stage in release.get("stages") or []:
-        found.append((str(stage.get("name")), str(stage.get("status")), stage.get("duration_seconds")))
+        found.append((str(stage.get("name")), stage_status(stage), stage.get("duration_seconds")))
     found.append(("release", str(release.get("status")), release.get("duration_seconds")))
     return found
 
@@ -73,9 +73,9 @@ def watch_release(
 ) -> WatchResult:
     """Poll ``fetch`` and print each change until the release ends or waits for a person.
 
-    Exit status: 0 SUCCEEDED, 1 FAILED, 2 API error, 3 ``timeout`` passed, 4 a stage awaits
-    approval (only with ``stop_at_approval``; the approve command is printed). ``command`` is how
-    the user runs the CLI (``stagecoach --url ...``), to print commands they can paste.
+    Exit status: 0 SUCCEEDED, 1 FAILED (or SUPERSEDED, CANCELLED, TIMED_OUT), 2 API error, 3 ``timeout``
+    passed, 4 a stage awaits approval (only with ``stop_at_approval``; the approve command is printed).
+    ``command`` is how the user runs the CLI (``stagecoach --url ...``), to print commands they can paste.
     """
     deadline = None if timeout is None else monotonic() + timeout
     seen: dict[str, str] = {}
@@ -112,6 +112,14 @@ def watch_release(
             return WatchResult(EXIT_SUCCEEDED, release)
         if status == "FAILED":
             print(f"release {release_id} FAILED at {failure_line(release)}", file=out)
+            return WatchResult(EXIT_FAILED, release)
+        if status == "SUPERSEDED":
+            newer = release.get("superseded_by")
+            print(f"release {release_id} SUPERSEDED by release {newer}; follow it: {command} watch {newer}", file=out)
+            return WatchResult(EXIT_FAILED, release)
+        if status in ("CANCELLED", "TIMED_OUT"):
+            why = release.get("cause") or release.get("error") or ""
+            print(f"release {release_id} {status}: {why}".rstrip(": "), file=out)
             return WatchResult(EXIT_FAILED, release)
         gate = awaiting_approval(release) if stop_at_approval else None
         if gate is not None:

@@ -284,7 +284,7 @@ def test_deploy_and_releases(plane: Any) -> None:
     code, _, err = cli(plane, "deploy", "nope", "--ref", "main")
     assert code == 1 and "404 NotFound" in one_line(err)
     code, _, err = cli(plane, "releases", "list", "deployed", "--status", "DONE")
-    assert code == 1 and "400 ValidationError" in one_line(err)
+    assert code == 2 and "invalid choice: 'DONE'" in err  # refused before any request
 
 
 def test_routes_still_being_written_fail_in_one_line(plane: Any) -> None:
@@ -315,8 +315,10 @@ def test_with_json_errors_are_one_json_line_on_stderr(plane: Any) -> None:
         "message": "release 'r-nope' does not exist",
         "status": 404,
     }
-    invalid = run(plane.url, "releases", "list", "nope", "--status", "DONE", "--json")
+    invalid = run(plane.url, "releases", "list", "nope", "--json")
     assert invalid.returncode == 1 and json.loads(one_line(invalid.stderr))["status"] in (400, 404)
+    refused = run(plane.url, "releases", "list", "nope", "--status", "DONE", "--json")
+    assert refused.returncode == 2 and json.loads(one_line(refused.stderr))["code"] == "UsageError"
     down = run(f"http://127.0.0.1:{free_port()}", "stacks", "list", "--json")
     assert (down.returncode, down.stdout) == (2, "")
     document = json.loads(one_line(down.stderr))
@@ -496,3 +498,21 @@ def test_git_connect_refuses_a_path_that_is_not_a_bare_repository(plane: Any, tm
     assert code == 1 and one_line(err) == f"stagecoach: {work} exists and is not a bare git repository"
     code, _, err = cli(plane, "git", "connect", "nope", str(tmp_path / "new.git"), "--secret", "s")
     assert code == 1 and "404 NotFound" in one_line(err)
+
+
+def test_cancel_mode_and_forced_delete(plane: Any) -> None:
+    assert cli(plane, *create_args("cancelled", "https://github.com/acme/x.git", "--mode", "QUEUED"))[0] == 0
+    assert json.loads(cli(plane, "stacks", "show", "cancelled", "--json")[1])["execution_mode"] == "QUEUED"
+    code, out, err = cli(plane, "stacks", "mode", "cancelled", "SUPERSEDED")
+    assert code == 0 and "execution mode SUPERSEDED" in out, err
+    release_id = json.loads(cli(plane, "deploy", "cancelled", "--ref", "main", "--json")[1])["release_id"]
+    code, out, err = cli(plane, "cancel", release_id, "--reason", "wrong branch")
+    assert code == 0, err
+    assert out.strip() == f"release {release_id} CANCELLED (cancelled by local-user: wrong branch)"
+    assert cli(plane, "cancel", release_id)[0] == 0  # again: the same answer
+    code, out, _ = cli(plane, "releases", "list", "cancelled")
+    assert "CANCELLED by local-user" in out
+    code, _, err = cli(plane, "cancel", "r-nope")
+    assert code == 1 and "404 NotFound" in one_line(err)
+    assert cli(plane, "stacks", "delete", "cancelled", "--force")[0] == 0
+    assert cli(plane, "stacks", "show", "cancelled")[0] == 1

@@ -109,8 +109,9 @@ def test_pipeline_view_shows_stages_in_order_with_current_release() -> None:
         "MESSAGE",
         "DEPLOYED",
         "(UTC)",
-        "LOCKED",
-        "BY",
+        "IN",
+        "STAGE",
+        "WAITING",
     ]
     assert lines[header + 1].split()[:7] == ["0", "dev", "IDLE", "no", "aaaaaaaa", "fix", "the"]
     assert "2026-11-27 14:30:00" in lines[header + 1]
@@ -632,3 +633,32 @@ def test_states_order() -> None:
     doc = release_doc(build={"status": "SUCCEEDED", "duration_seconds": 1})
     assert [name for name, _, _ in states(doc)] == ["build", "dev", "prod", "release"]
     assert change_line("t", "dev", "DEPLOYING", None) == "t  dev        DEPLOYING"
+
+
+def test_watch_of_a_superseded_release_names_the_newer_one_and_exits_1() -> None:
+    waiting = release_doc("RUNNING", stages=[("dev", "WAITING"), ("prod", "PENDING")])
+    waiting["stages"][0]["waiting_for"] = "r02Y"
+    gone = release_doc("SUPERSEDED", stages=[("dev", "SUPERSEDED"), ("prod", "SKIPPED")], superseded_by="r03Z")
+    gone["stages"][0]["superseded_by"] = "r03Z"
+    code, lines, _ = watch(scripted(waiting, gone))
+    assert code == 1
+    assert "12:00:01  dev        WAITING for r02Y" in lines
+    assert "12:00:01  dev        SUPERSEDED by r03Z" in lines
+    assert lines[-1] == "release r01X SUPERSEDED by release r03Z; follow it: stagecoach watch r03Z"
+
+
+def test_watch_of_a_cancelled_release_says_who_and_exits_1() -> None:
+    cancelled = release_doc("CANCELLED", cause="cancelled by alice: wrong commit", cancelled_by="alice")
+    code, lines, _ = watch(scripted(cancelled))
+    assert code == 1
+    assert lines[-1] == "release r01X CANCELLED: cancelled by alice: wrong commit"
+
+
+def test_releases_table_shows_who_superseded_or_cancelled() -> None:
+    rows = [
+        release_doc("SUPERSEDED", superseded_by="r03Z"),
+        release_doc("CANCELLED", cancelled_by="alice"),
+        release_doc("SUCCEEDED"),
+    ]
+    text = fmt.releases_table(rows)
+    assert "SUPERSEDED by r03Z" in text and "CANCELLED by alice" in text
