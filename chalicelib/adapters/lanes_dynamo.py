@@ -200,8 +200,10 @@ class DynamoLaneStore:
             fields["last_outcome"] = change.last_outcome
         if change.outputs is not None:
             fields["outputs_json"] = json.dumps(change.outputs)
+        actions = _actions(LaneModel, {k: v for k, v in fields.items() if k != "status" or v is not None})
         if lane.holder is None and change.last_outcome is None:
-            fields.pop("status")  # keep showing how the last deploy ended
+            # nobody in the stage and nothing deployed now: show how the last deploy ended (or IDLE)
+            actions.append(LaneModel.status.set(LaneModel.last_outcome | "IDLE"))
         stored = LaneModel.lane_version.does_not_exist() if lane.version == 0 else None
         version_ok = LaneModel.lane_version == lane.version
         condition = (stored | version_ok) if stored is not None else version_ok
@@ -211,7 +213,7 @@ class DynamoLaneStore:
                 transaction.condition_check(StackModel, f"STACK#{lane.stack_id}", STACK_SK, condition=stack_ok)
                 transaction.update(
                     LaneModel(f"STACK#{lane.stack_id}", f"STAGE#{lane.stage}"),
-                    actions=_actions(LaneModel, fields),
+                    actions=actions,
                     condition=condition,
                 )
                 for run in change.runs:

@@ -403,7 +403,7 @@ def test_approval_rejected(world: AslWorld) -> None:
     # the change set was never executed: it goes, with the empty stack it had created
     wait_until(lambda: world.moto_stack("hello--prod") is None, 10, what="the empty hello--prod deleted")
     state = world.stage_state("prod")
-    assert state["status"] == "FAILED" and "current_release" not in state
+    assert state["status"] == "IDLE" and "current_release" not in state  # a rejection deployed nothing
     assert_lanes_free(world, ["dev", "test", "prod"])
 
 

@@ -193,18 +193,21 @@ def test_duplicate_stack_is_409_and_first_is_kept(client: Any) -> None:
 
 
 def put_stage_state(aws: Any, stack_id: str, stage: str, status: str, sha: str) -> None:
-    """A stage-state item as the release state machine writes it after a deploy."""
+    """A lane as the stage coordinator writes it: a release in the stage (DEPLOYING) or the last outcome."""
     current = {"release_id": f"r-{sha[:4]}", "sha": sha, "message": "Ship it", "deployed_at": "2026-11-27T12:00:00Z"}
-    boto3.client("dynamodb", region_name="us-east-1").put_item(
-        TableName=aws.table,
-        Item={
-            "pk": {"S": f"STACK#{stack_id}"},
-            "sk": {"S": f"STAGE#{stage}"},
-            "status": {"S": status},
-            "current_release": {"M": {k: {"S": v} for k, v in current.items()}},
-            "updated_at": {"S": "2026-11-27T12:00:00Z"},
-        },
-    )
+    item: dict[str, Any] = {
+        "pk": {"S": f"STACK#{stack_id}"},
+        "sk": {"S": f"STAGE#{stage}"},
+        "status": {"S": status},
+        "current_release": {"M": {k: {"S": v} for k, v in current.items()}},
+        "updated_at": {"S": "2026-11-27T12:00:00Z"},
+    }
+    if status == "DEPLOYING":
+        holder = {"release_id": "r-next", "order": "2026-11-27T12:00:01Z#r-next", "phase": status, "since": "x"}
+        item["holder_json"] = {"S": json.dumps(holder)}
+    else:
+        item["last_outcome"] = {"S": status}
+    boto3.client("dynamodb", region_name="us-east-1").put_item(TableName=aws.table, Item=item)
 
 
 class DynamoCalls(list[str]):
