@@ -117,6 +117,27 @@ def remove_stage(stack_id: str, stage: str) -> Response:
     )
 
 
+@app.route("/stacks/{stack_id}/stages/{stage}/deployments", methods=["POST"], authorizer=IAM_AUTH)
+@maps_errors
+def promote_to_stage(stack_id: str, stage: str) -> Response:
+    """Deploy a release's build to one stage (``{"release_id": R}``): a promote, or a redeploy of what it runs."""
+    return json_response(bootstrap.deployment_service().promote(stack_id, stage, _body(), _actor()), 202)
+
+
+@app.route("/stacks/{stack_id}/stages/{stage}/rollback", methods=["POST"], authorizer=IAM_AUTH)
+@maps_errors
+def roll_back_stage(stack_id: str, stage: str) -> Response:
+    """Deploy an earlier release's build to one stage and pin it (``{"release_id"?, "reason"}``)."""
+    return json_response(bootstrap.deployment_service().rollback(stack_id, stage, _body(), _actor()), 202)
+
+
+@app.route("/stacks/{stack_id}/stages/{stage}/pin", methods=["DELETE"], authorizer=IAM_AUTH)
+@maps_errors
+def unpin_stage(stack_id: str, stage: str) -> Response:
+    """Unpin a stage: automatic releases deploy it again."""
+    return json_response(bootstrap.deployment_service().unpin(stack_id, stage, _actor()))
+
+
 @app.route("/stacks/{stack_id}/webhook/rotate", methods=["POST"], authorizer=IAM_AUTH)
 @maps_errors
 def rotate_webhook_secret(stack_id: str) -> Response:

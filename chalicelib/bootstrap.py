@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # imported lazily at run time (cold start)
     from chalicelib.domain.releases import PipelineConfig
     from chalicelib.services.approvals import ApprovalService
     from chalicelib.services.builds import BuildService
+    from chalicelib.services.deployments import DeploymentService
     from chalicelib.services.ports import Builder
     from chalicelib.services.recovery import Reconciler
     from chalicelib.services.release_queries import ReleaseQueries
@@ -167,6 +168,23 @@ def stage_coordinator() -> StageCoordinator:
 
     return StageCoordinator(
         lane_store(), release_repository(), stack_repository(), cloudformation(), callbacks(), now_iso, metrics()
+    )
+
+
+@functools.cache
+def deployment_service() -> DeploymentService:
+    """Promote, redeploy, roll back and pin stages."""
+    from chalicelib.services.deployments import DeploymentService
+
+    return DeploymentService(
+        stack_repository(),
+        release_repository(),
+        lane_store(),
+        executions(),
+        pipeline_config,
+        now_iso,
+        new_id,
+        metrics(),
     )
 
 

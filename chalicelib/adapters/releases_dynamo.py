@@ -63,6 +63,9 @@ def to_model(release: Release) -> ReleaseModel:
         input_json=release.input_json,
         stack_uid=release.stack_uid or None,
         order=release.order or None,
+        source_release_id=release.source_release_id,
+        requested_by=release.requested_by,
+        build=release.build or None,
     )
     if release.status == "PENDING":
         item.gsi2pk = "PENDING"
@@ -120,6 +123,8 @@ def from_model(item: ReleaseModel) -> Release:
         superseded_by=item.superseded_by,
         cancelled_by=item.cancelled_by,
         previous_executions=tuple(item.previous_executions or ()),
+        source_release_id=item.source_release_id,
+        requested_by=item.requested_by,
     )
 
 

@@ -65,6 +65,7 @@ def from_model(item: StackModel) -> Stack:
             name=s.name,
             approval=bool(s.approval),
             approval_timeout_seconds=int(s.approval_timeout_seconds),
+            auto_approve_when_no_changes=bool(s.auto_approve_when_no_changes),
             region=s.region,
             role_arn=s.role_arn,
             parameters=plain(s.parameters) or {},

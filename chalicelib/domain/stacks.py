@@ -45,6 +45,7 @@ class Stage:
     name: str
     approval: bool = False
     approval_timeout_seconds: int = DEFAULT_APPROVAL_TIMEOUT
+    auto_approve_when_no_changes: bool = False
     region: str | None = None
     role_arn: str | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
@@ -55,6 +56,7 @@ class Stage:
             "name": self.name,
             "approval": self.approval,
             "approval_timeout_seconds": self.approval_timeout_seconds,
+            "auto_approve_when_no_changes": self.auto_approve_when_no_changes,
             "region": self.region,
             "role_arn": self.role_arn,
             "parameters": dict(self.parameters),
@@ -199,7 +201,15 @@ def parse_repository(value: Any, name: str = "repository") -> Repository:
     return Repository(provider, full_name, _clone_url(data.get("clone_url"), f"{name}.clone_url"))
 
 
-STAGE_FIELDS = {"name", "approval", "approval_timeout_seconds", "region", "role_arn", "parameters"}
+STAGE_FIELDS = {
+    "name",
+    "approval",
+    "approval_timeout_seconds",
+    "auto_approve_when_no_changes",
+    "region",
+    "role_arn",
+    "parameters",
+}
 
 
 def _stage_settings(data: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -207,6 +217,10 @@ def _stage_settings(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "approval" in data:
         out["approval"] = _bool(data["approval"], f"{where}approval")
+    if "auto_approve_when_no_changes" in data:
+        out["auto_approve_when_no_changes"] = _bool(
+            data["auto_approve_when_no_changes"], f"{where}auto_approve_when_no_changes"
+        )
     if "approval_timeout_seconds" in data:
         out["approval_timeout_seconds"] = _int(
             data["approval_timeout_seconds"], f"{where}approval_timeout_seconds", 1, MAX_APPROVAL_TIMEOUT

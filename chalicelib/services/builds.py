@@ -67,7 +67,8 @@ class BuildService:
         details = self._details(outcome)
         if outcome.succeeded:
             url = template_url(self._bucket(), template_key, self._region())
-            self._records.record_build(outcome.release_id, {**details, "template_url": url}, outcome.resolved_sha)
+            artifact = {"template_url": url, "artifact_bucket": self._bucket(), "artifact_key": template_key}
+            self._records.record_build(outcome.release_id, {**details, **artifact}, outcome.resolved_sha)
             self._callbacks.succeed(
                 token,
                 {

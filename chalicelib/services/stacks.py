@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -51,6 +52,8 @@ def stack_view(stack: Stack, states: dict[str, StageState] | None = None) -> dic
                 "current_release": _current(state.lane.deployed),
                 "outputs": flat_outputs(state.outputs),
                 "awaiting_approval": holder.release_id if holder and holder.phase == lanes.AWAITING_APPROVAL else None,
+                "pin": None if state.lane.pin is None else dataclasses.asdict(state.lane.pin),
+                "previous_releases": [_current(d) for d in state.lane.history[:5]],
             }
         )
     return {
