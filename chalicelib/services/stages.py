@@ -150,7 +150,8 @@ class StageCoordinator:
     # ------------------------------------------------------------------ enter
 
     def _enter(self, m: StageMessage, release: Release, stack: Stack) -> str:
-        run = self._releases.stage_run(release.id, m.stage)
+        # Only a resumed release (a new execution) can enter a stage it already deployed.
+        run = self._releases.stage_run(release.id, m.stage) if release.previous_executions else None
         if run is not None and run.status == "SUCCEEDED":
             self._callbacks.fail(m.token, "StageDone", f"stage {m.stage} is already deployed by this release")
             return f"enter {m.stage}: already done"
