@@ -228,7 +228,13 @@ class StageCoordinator:
             return self._answer_late_leave(m, release)
         change_set = self._cfn.change_set(m.cfn_stack_name, m.change_set_name) if m.change_set_name else None
         cfn_stack = self._cfn.stack(m.cfn_stack_name)
-        outcome = deploys.outcome(m.result, holder.phase, change_set, cfn_stack, m.approval_timeout_seconds)
+        approved = False
+        if m.result.get("Error") and holder.phase != lanes.AWAITING_APPROVAL:
+            run = self._releases.stage_run(release.id, m.stage)
+            approved = bool(run and run.approval and run.approval.get("decision") in ("approved", "auto"))
+        outcome = deploys.outcome(
+            m.result, holder.phase, change_set, cfn_stack, m.approval_timeout_seconds, approved=approved
+        )
         deployed = self._deployed(release, now) if outcome.deployed else None
         blocker = self._blocker(stack, m.stage, passed=release.id)
         leaving = lane

@@ -339,6 +339,7 @@ def test_a_redelivered_message_is_answered_as_recorded() -> None:
     again = world.send("leave", r1, "dev", change_set_name=name, result={"kind": "executed"})
     assert again in world.callbacks.succeeded
     assert world.lanes.commits == commits
+    world.releases.releases[r1] = replace(world.releases.get(r1), previous_executions=("arn:lost",))
     resumed = world.send("enter", r1, "dev")  # a resumed execution entering a stage it deployed
     assert world.callbacks.failed[resumed][0] == "StageDone"
 
@@ -508,3 +509,22 @@ def test_a_rejection_is_recorded_even_when_the_stage_was_closed_first() -> None:
     assert run.approval["decision"] == "rejected" and run.approval["by"] == "bob"
     assert approvals.decide(r1, "prod", False, {"comment": "not today"}, "bob") == decided  # a retry answers again
     assert world.lanes.states("hello")["prod"].last_outcome is None  # a rejection deployed nothing
+
+
+def test_an_approved_change_set_that_can_no_longer_run_is_stale_and_deploys_nothing() -> None:
+    from chalicelib.services.approvals import ApprovalService
+
+    world = World()
+    world.executed("prod")
+    r1 = world.release(1)
+    world.send("enter", r1, "prod")
+    world.send("approval", r1, "prod")
+    approvals = ApprovalService(world.releases, world.releases, world.callbacks, world.clock, world.lanes)
+    approvals.decide(r1, "prod", True, None, "alice")
+    name = world.lanes.lane("hello", "prod").holder.target.change_set_name
+    # someone updated the stack meanwhile: CloudFormation deleted this change set
+    error = {"Error": "CloudFormation.ChangeSetNotFoundException", "Cause": f"ChangeSet [{name}] does not exist"}
+    token = world.send("leave", r1, "prod", change_set_name=name, result=error)
+    failure = json.loads(world.callbacks.failed[token][1])
+    assert failure["error"] == "ChangeSetStale" and "nothing was deployed" in failure["cause"]
+    assert world.lanes.lane("hello", "prod").deployed is None
