@@ -66,6 +66,14 @@ def secret_store() -> Any:
 
 
 @functools.cache
+def clone_credentials() -> Any:
+    """Clone URL credentials in Secrets Manager (in the form CodeBuild reads)."""
+    from chalicelib.adapters.secrets import SecretsManagerCloneCredentials
+
+    return SecretsManagerCloneCredentials(lambda: client("secretsmanager"), settings().clone_secret_prefix)
+
+
+@functools.cache
 def executions() -> Any:
     """The release state machine."""
     from chalicelib.adapters.executions import StepFunctionsExecutions
@@ -91,7 +99,7 @@ def stack_service() -> Any:
     """Use cases on stacks."""
     from chalicelib.services.stacks import StackService
 
-    return StackService(stack_repository(), secret_store(), release_repository(), now_iso)
+    return StackService(stack_repository(), secret_store(), clone_credentials(), release_repository(), now_iso)
 
 
 @functools.cache
@@ -159,6 +167,7 @@ def build_service() -> Any:
         builder(),
         release_repository(),
         StepFunctionsCallbacks(lambda: client("stepfunctions")),
+        clone_credentials(),
         lambda: settings().artifact_bucket,
         lambda: settings().region,
         now_iso,

@@ -20,6 +20,7 @@ class Settings:
     poll_seconds: int
     build_timeout_seconds: int
     secret_prefix: str
+    clone_secret_prefix: str
     default_cfn_role_arn: str
     region: str
 
@@ -38,6 +39,7 @@ class Settings:
             poll_seconds=int(env.get("STAGECOACH_POLL_SECONDS", "10")),
             build_timeout_seconds=int(env.get("STAGECOACH_BUILD_TIMEOUT_SECONDS", "3600")),
             secret_prefix=env.get("STAGECOACH_SECRET_PREFIX", "stagecoach/webhooks/"),
+            clone_secret_prefix=env.get("STAGECOACH_CLONE_SECRET_PREFIX", "stagecoach/clone/"),
             default_cfn_role_arn=env.get(
                 "STAGECOACH_DEFAULT_CFN_ROLE_ARN", "arn:aws:iam::123456789012:role/stagecoach-cfn"
             ),

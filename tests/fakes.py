@@ -109,6 +109,27 @@ class InMemorySecretStore:
         self.values.pop(stack_id, None)
 
 
+class InMemoryCloneCredentials:
+    """CloneCredentialStore in a dict: stack id -> (provider, public clone URL, user info)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, tuple[str, str, str]] = {}
+
+    def put(self, stack_id: str, provider: str, clone_url: str, userinfo: str) -> None:
+        self.stored[stack_id] = (provider, clone_url, userinfo)
+
+    def get(self, stack_id: str) -> Any | None:
+        from chalicelib.domain.builds import SourceCredentials
+
+        found = self.stored.get(stack_id)
+        if found is None:
+            return None
+        return SourceCredentials(userinfo=found[2], reference=f"arn:aws:secretsmanager:::secret:clone/{stack_id}")
+
+    def delete(self, stack_id: str) -> None:
+        self.stored.pop(stack_id, None)
+
+
 class InMemoryReleaseRepository:
     """ReleaseRepository in dicts: a release and its keys are written together or not at all."""
 

@@ -89,17 +89,15 @@ class ControlPlane:
         os.environ.update(self.resources.environment())
 
         from chalice.config import Config
-        from chalice.local import LocalChalice, LocalDevServer, create_local_server
 
         from app import app
         from chalicelib import bootstrap
 
+        from .gateway import local_server
+
         bootstrap.reset()
         config = Config.create(chalice_stage="local", project_dir=str(ROOT), config_from_disk={})
-        if isinstance(app, LocalChalice):  # already made thread-local by an earlier start in this process
-            server = LocalDevServer(app, config, self.host, self.port)
-        else:
-            server = create_local_server(app, config, self.host, self.port)
+        server = local_server(app, config, self.host, self.port)
         self.port = server.server.server_address[1]
         thread = threading.Thread(target=server.serve_forever, name="chalice-http", daemon=True)
         thread.start()

@@ -6,15 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
+from ..domain.releases import is_release_id
 from .ports import ApprovalRecords, ReleaseRepository, TaskCallbacks
 
 MAX_COMMENT = 2000
 
 
 def parse_comment(body: Any) -> str:
-    """The optional ``comment`` of an approve/reject body."""
-    if body is None:
-        return ""
+    """The optional ``comment`` of an approve/reject body (``{}`` when the request had none)."""
     if not isinstance(body, dict):
         raise ValidationError("must be an object", "body")
     unknown = set(body) - {"comment"}
@@ -44,7 +43,7 @@ class ApprovalService:
     def decide(self, release_id: str, stage: str, approve: bool, body: Any, actor: str) -> dict[str, Any]:
         """Record the decision and resume the execution (SendTaskSuccess / SendTaskFailure)."""
         comment = parse_comment(body)
-        release = self._releases.get(release_id)
+        release = self._releases.get(release_id) if is_release_id(release_id) else None
         if release is None:
             raise NotFoundError(f"release {release_id!r} does not exist")
         if stage not in release.stages:

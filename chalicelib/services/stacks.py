@@ -9,9 +9,10 @@ from ..domain import stacks as domain
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from ..domain.releases import flat_outputs
 from ..domain.stacks import Stack
-from .ports import ApprovalLookup, Page, SecretStore, StackRepository, StageState
+from .ports import ApprovalLookup, CloneCredentialStore, Page, SecretStore, StackRepository, StageState
 
 MAX_PAGE = 100
+MAX_TOKEN_CHARS = 2048
 ROTATION_GRACE_SECONDS = 3600
 
 
@@ -55,39 +56,67 @@ def parse_limit(raw: str | None) -> int:
     """The ``limit`` query parameter: 1..100, default 25."""
     if raw is None:
         return 25
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= MAX_PAGE:
         raise ValidationError(f"must be an integer from 1 to {MAX_PAGE}", "limit")
     return int(raw)
+
+
+def parse_next_token(raw: str | None) -> str | None:
+    """The ``next_token`` query parameter: a token a listing returned (checked further by the repository)."""
+    if raw is None:
+        return None
+    if not raw or len(raw) > MAX_TOKEN_CHARS or not all("!" <= c <= "~" for c in raw):
+        raise ValidationError("is not a token this API returned", "next_token")
+    return raw
 
 
 class StackService:
     """Create, read, change and delete stacks and their stages."""
 
     def __init__(
-        self, stacks: StackRepository, secrets: SecretStore, approvals: ApprovalLookup, clock: Callable[[], str]
+        self,
+        stacks: StackRepository,
+        secrets: SecretStore,
+        credentials: CloneCredentialStore,
+        approvals: ApprovalLookup,
+        clock: Callable[[], str],
     ) -> None:
         self._stacks = stacks
         self._secrets = secrets
+        self._credentials = credentials
         self._approvals = approvals
         self._clock = clock
 
     def load(self, stack_id: str) -> Stack:
         """The stack or NotFoundError."""
-        stack = self._stacks.get(stack_id)
+        stack = self._stacks.get(stack_id) if domain.is_stack_id(stack_id) else None
         if stack is None:
             raise NotFoundError(f"stack {stack_id!r} does not exist")
         return stack
 
     def create(self, body: Any) -> dict[str, Any]:
-        """Validate and store a new stack and its webhook secret; the only response showing the secret."""
+        """Validate and store a new stack, its webhook secret and clone credentials; the only response showing
+        the webhook secret (clone credentials are never shown)."""
         stack = domain.parse_new_stack(body, self._clock())
         self._stacks.create(stack)
+        secret = None
         try:
             secret = self._secrets.create(stack.id)
+            self._store_credentials(stack, None)
         except Exception:
             self._stacks.delete(stack.id, expected_version=stack.version)
+            if secret is not None:
+                self._secrets.delete(stack.id)
             raise
         return _with_secret(stack_view(stack), secret)
+
+    def _store_credentials(self, stack: Stack, previous: domain.Repository | None) -> None:
+        """Store the credentials the request gave; forget stored ones the new URL no longer stands for."""
+        repository = stack.repository
+        if repository.credentials is not None:
+            self._credentials.put(stack.id, repository.provider, repository.clone_url, repository.credentials)
+        elif previous is not None and previous.has_stored_credentials and not repository.has_stored_credentials:
+            self._credentials.delete(stack.id)
 
     def rotate_webhook_secret(self, stack_id: str, grace_seconds: int = ROTATION_GRACE_SECONDS) -> dict[str, Any]:
         """A new webhook secret, shown once; the previous one verifies for ``grace_seconds``."""
@@ -107,13 +136,15 @@ class StackService:
 
     def list(self, limit: str | None, next_token: str | None) -> dict[str, Any]:
         """A page of stacks."""
-        page: Page = self._stacks.list(parse_limit(limit), next_token)
+        page: Page = self._stacks.list(parse_limit(limit), parse_next_token(next_token))
         return {"stacks": [stack_view(s) for s in page.items], "next_token": page.next_token}
 
     def _change(self, stack_id: str, change: Callable[[Stack], Stack]) -> dict[str, Any]:
         stack = self.load(stack_id)
         changed = change(stack)
         self._stacks.save(changed, expected_version=stack.version)
+        if changed.repository is not stack.repository:
+            self._store_credentials(changed, stack.repository)
         return self.show(stack_id)
 
     def patch(self, stack_id: str, body: Any) -> dict[str, Any]:
@@ -140,6 +171,8 @@ class StackService:
             raise ConflictError(f"stack {stack_id!r} is deploying to {', '.join(busy)}; try again when it ends")
         self._stacks.delete(stack_id, expected_version=stack.version)
         self._secrets.delete(stack_id)
+        if stack.repository.has_stored_credentials:
+            self._credentials.delete(stack_id)
 
 
 def webhook_urls(stack_id: str) -> dict[str, str]:

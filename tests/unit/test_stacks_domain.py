@@ -9,7 +9,14 @@ import pytest
 from chalicelib.domain import stacks as domain
 from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationError
 from chalicelib.services.stacks import StackService, parse_limit
-from tests.fakes import FixedClock, InMemorySecretStore, InMemoryStackRepository, NoApprovals, stack_body
+from tests.fakes import (
+    FixedClock,
+    InMemoryCloneCredentials,
+    InMemorySecretStore,
+    InMemoryStackRepository,
+    NoApprovals,
+    stack_body,
+)
 
 NOW = "2026-11-27T12:00:00.000Z"
 
@@ -81,9 +88,12 @@ def test_add_stage_rejects_duplicates_and_bad_position() -> None:
     stack = new_stack()
     with pytest.raises(ConflictError):
         domain.add_stage(stack, {"name": "dev"}, NOW)
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(ConflictError, match="position 9 is past the end"):
         domain.add_stage(stack, {"name": "x", "position": 9}, NOW)
+    with pytest.raises(ValidationError) as caught:
+        domain.add_stage(stack, {"name": "x", "position": 20}, NOW)
     assert caught.value.field == "position"
+    assert "from 0 to 19" in caught.value.message
 
 
 def test_move_and_update_stage() -> None:
@@ -102,10 +112,10 @@ def test_move_and_update_stage() -> None:
 
 def test_remove_stage_never_the_last() -> None:
     stack = domain.parse_new_stack(stack_body(stages=[{"name": "dev"}, {"name": "prod"}]), NOW)
-    one = domain.remove_stage(stack, "dev", None, NOW)
+    one = domain.remove_stage(stack, "dev", {}, NOW)
     assert [s.name for s in one.stages] == ["prod"]
     with pytest.raises(ConflictError):
-        domain.remove_stage(one, "prod", None, NOW)
+        domain.remove_stage(one, "prod", {}, NOW)
 
 
 def test_patch_requires_matching_version() -> None:
@@ -122,7 +132,7 @@ def test_patch_requires_matching_version() -> None:
 
 def test_service_writes_nothing_on_invalid_input() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    service = StackService(repo, InMemorySecretStore(), InMemoryCloneCredentials(), NoApprovals(), FixedClock(NOW))
     with pytest.raises(ValidationError):
         service.create(stack_body(stages=[]))
     service.create(stack_body())
@@ -137,7 +147,7 @@ def test_service_writes_nothing_on_invalid_input() -> None:
 
 def test_service_conflicts_on_duplicate_id_and_stale_version() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    service = StackService(repo, InMemorySecretStore(), InMemoryCloneCredentials(), NoApprovals(), FixedClock(NOW))
     service.create(stack_body())
     with pytest.raises(ConflictError):
         service.create(stack_body())
@@ -149,7 +159,7 @@ def test_service_conflicts_on_duplicate_id_and_stale_version() -> None:
 
 def test_service_view_lists_stages_in_order_with_positions() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    service = StackService(repo, InMemorySecretStore(), InMemoryCloneCredentials(), NoApprovals(), FixedClock(NOW))
     service.create(stack_body())
     view = service.update_stage("hello", "test", {"position": 0})
     assert [(s["name"], s["position"]) for s in view["stages"]] == [("test", 0), ("dev", 1), ("prod", 2)]
@@ -159,7 +169,7 @@ def test_service_view_lists_stages_in_order_with_positions() -> None:
 
 def test_service_paginates() -> None:
     repo = InMemoryStackRepository()
-    service = StackService(repo, InMemorySecretStore(), NoApprovals(), FixedClock(NOW))
+    service = StackService(repo, InMemorySecretStore(), InMemoryCloneCredentials(), NoApprovals(), FixedClock(NOW))
     for i in range(5):
         service.create(stack_body(name=f"svc {i}"))
     first = service.list("2", None)
