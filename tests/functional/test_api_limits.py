@@ -58,32 +58,32 @@ JSON_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path"), JSON_ROUTES)
-def test_deep_nesting_is_a_400_before_parsing_and_writes_nothing(
-    client: Any, aws: Any, method: str, path: str
-) -> None:
+def test_deep_nesting_is_a_400_before_parsing_and_writes_nothing(client: Any, aws: Any) -> None:
     create(client)
     before = items(aws)
-    response = getattr(client.http, method.lower())(path, body=DEEP, headers=JSON)
-    assert_error(response, 400, "ValidationError", "body: nests 1000 levels deep; the limit is 32")
+    for method, path in JSON_ROUTES:
+        response = getattr(client.http, method.lower())(path, body=DEEP, headers=JSON)
+        assert_error(response, 400, "ValidationError", "body: nests 1000 levels deep; the limit is 32")
     assert items(aws) == before
 
 
-@pytest.mark.parametrize(("method", "path"), JSON_ROUTES)
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        (b"\xff\xfe{}", "not UTF-8"),
-        (b'{"name": "\\ud800"}', "lone UTF-16 surrogate"),
-        (b'{"version": NaN}', "not valid JSON"),
-        (b"{", "not valid JSON"),
-    ],
-)
-def test_unreadable_bodies_are_400s(client: Any, method: str, path: str, body: bytes, expected: str) -> None:
+UNREADABLE = [
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b'{"name": "\\ud800"}', "lone UTF-16 surrogate"),
+    (b'{"version": NaN}', "not valid JSON"),
+    (b"{", "not valid JSON"),
+]
+
+
+def test_unreadable_bodies_are_400s(client: Any, aws: Any) -> None:
     create(client)
-    response = getattr(client.http, method.lower())(path, body=body, headers=JSON)
-    assert response.status_code == 400, response.body
-    assert expected in response.json_body["message"]
+    before = items(aws)
+    for method, path in JSON_ROUTES:
+        for body, expected in UNREADABLE:
+            response = getattr(client.http, method.lower())(path, body=body, headers=JSON)
+            assert response.status_code == 400, (method, path, body, response.body)
+            assert expected in response.json_body["message"], (method, path, body)
+    assert items(aws) == before
 
 
 def test_bodies_over_the_limit_are_413s(client: Any, aws: Any) -> None:
@@ -97,51 +97,49 @@ def test_bodies_over_the_limit_are_413s(client: Any, aws: Any) -> None:
     assert items(aws) == before
 
 
-@pytest.mark.parametrize(
-    ("overrides", "field", "limit"),
-    [
-        ({"name": "n" * 101}, "name", "100"),
-        ({"branches": ["b" * 257]}, "branches[0]", "256"),
-        ({"branches": ["main"] * 51}, "branches", "50"),
-        ({"template_path": "t" * 513}, "template_path", "512"),
-        ({"stages": [{"name": f"s{i}"} for i in range(21)]}, "stages", "20"),
-        ({"stages": [{"name": "dev", "parameters": {"P": "v" * 4097}}]}, "stages[0].parameters.P", "4096"),
-        ({"stages": [{"name": "dev", "parameters": {f"P{i}": "" for i in range(201)}}]}, "stages[0].parameters", "200"),
-        ({"stages": [{"name": "dev", "parameters": {f"P{i}": "v" * 4000 for i in range(20)}}]}, "stages", "65536"),
-    ],
-)
-def test_sizes_over_a_limit_name_the_field_and_the_limit(
-    client: Any, aws: Any, overrides: dict[str, Any], field: str, limit: str
-) -> None:
-    response = client.http.post("/stacks", body=json.dumps(stack_body(**overrides)), headers=JSON)
-    assert_error(response, 400, "ValidationError", f"{field}: ", limit)
+SIZES = [
+    ({"name": "n" * 101}, "name", "100"),
+    ({"branches": ["b" * 257]}, "branches[0]", "256"),
+    ({"branches": ["main"] * 51}, "branches", "50"),
+    ({"template_path": "t" * 513}, "template_path", "512"),
+    ({"stages": [{"name": f"s{i}"} for i in range(21)]}, "stages", "20"),
+    ({"stages": [{"name": "dev", "parameters": {"P": "v" * 4097}}]}, "stages[0].parameters.P", "4096"),
+    ({"stages": [{"name": "dev", "parameters": {f"P{i}": "" for i in range(201)}}]}, "stages[0].parameters", "200"),
+    ({"stages": [{"name": "dev", "parameters": {f"P{i}": "v" * 4000 for i in range(20)}}]}, "stages", "65536"),
+]
+
+
+def test_sizes_over_a_limit_name_the_field_and_the_limit(client: Any, aws: Any) -> None:
+    for overrides, field, limit in SIZES:
+        response = client.http.post("/stacks", body=json.dumps(stack_body(**overrides)), headers=JSON)
+        assert_error(response, 400, "ValidationError", f"{field}: ", limit)
     assert items(aws) == []
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"name": 1}, "name"),
-        ({"id": ["x"]}, "id"),
-        ({"repository": "acme/hello"}, "repository"),
-        ({"repository": {"provider": "github", "full_name": 1, "clone_url": "https://x"}}, "repository.full_name"),
-        ({"repository": {"provider": 1, "full_name": "a/b", "clone_url": "https://x"}}, "repository.provider"),
-        ({"repository": {"provider": "github", "full_name": "a/b", "clone_url": None}}, "repository.clone_url"),
-        ({"branches": [None]}, "branches[0]"),
-        ({"tags": "v*"}, "tags"),
-        ({"template_path": {}}, "template_path"),
-        ({"buildspec_path": 0}, "buildspec_path"),
-        ({"stages": "dev"}, "stages"),
-        ({"stages": [{"name": "dev", "approval": 1}]}, "stages[0].approval"),
-        ({"stages": [{"name": "dev", "approval_timeout_seconds": "60"}]}, "stages[0].approval_timeout_seconds"),
-        ({"stages": [{"name": "dev", "region": []}]}, "stages[0].region"),
-        ({"stages": [{"name": "dev", "role_arn": 5}]}, "stages[0].role_arn"),
-        ({"stages": [{"name": "dev", "parameters": {"A": None}}]}, "stages[0].parameters.A"),
-    ],
-)
-def test_wrong_types_in_every_field_are_400s_naming_it(client: Any, aws: Any, body: dict[str, Any], field: str) -> None:
-    response = client.http.post("/stacks", body=json.dumps(stack_body(**body)), headers=JSON)
-    assert_error(response, 400, "ValidationError", f"{field}: ")
+WRONG_TYPES = [
+    ({"name": 1}, "name"),
+    ({"id": ["x"]}, "id"),
+    ({"repository": "acme/hello"}, "repository"),
+    ({"repository": {"provider": "github", "full_name": 1, "clone_url": "https://x"}}, "repository.full_name"),
+    ({"repository": {"provider": 1, "full_name": "a/b", "clone_url": "https://x"}}, "repository.provider"),
+    ({"repository": {"provider": "github", "full_name": "a/b", "clone_url": None}}, "repository.clone_url"),
+    ({"branches": [None]}, "branches[0]"),
+    ({"tags": "v*"}, "tags"),
+    ({"template_path": {}}, "template_path"),
+    ({"buildspec_path": 0}, "buildspec_path"),
+    ({"stages": "dev"}, "stages"),
+    ({"stages": [{"name": "dev", "approval": 1}]}, "stages[0].approval"),
+    ({"stages": [{"name": "dev", "approval_timeout_seconds": "60"}]}, "stages[0].approval_timeout_seconds"),
+    ({"stages": [{"name": "dev", "region": []}]}, "stages[0].region"),
+    ({"stages": [{"name": "dev", "role_arn": 5}]}, "stages[0].role_arn"),
+    ({"stages": [{"name": "dev", "parameters": {"A": None}}]}, "stages[0].parameters.A"),
+]
+
+
+def test_wrong_types_in_every_field_are_400s_naming_it(client: Any, aws: Any) -> None:
+    for body, field in WRONG_TYPES:
+        response = client.http.post("/stacks", body=json.dumps(stack_body(**body)), headers=JSON)
+        assert_error(response, 400, "ValidationError", f"{field}: ")
     assert items(aws) == []
 
 
