@@ -321,12 +321,14 @@ _DELIVERY_HEADERS = {
 
 
 def _delivery_id(provider: str, headers: Mapping[str, str]) -> str | None:
+    """The delivery id header (part of a deduplication key): 1 to MAX_KEY_CHARS visible ASCII characters."""
     for name in _DELIVERY_HEADERS[provider]:
-        value = _header(headers, name)
-        if value:
-            if len(value) > MAX_KEY_CHARS:
-                raise BadRequestError(f"the {name} header is {len(value)} characters; the limit is {MAX_KEY_CHARS}")
-            return value
+        value = headers.get(name)
+        if value is None:
+            continue
+        if not 0 < len(value) <= MAX_KEY_CHARS or not all("!" <= c <= "~" for c in value):
+            raise BadRequestError(f"the {name} header must be 1 to {MAX_KEY_CHARS} visible ASCII characters")
+        return value
     return None
 
 

@@ -286,3 +286,15 @@ def test_the_service_keeps_clone_credentials_in_the_store_only() -> None:
     service.patch("hello", {"version": 4, "repository": repository("https://bot:again@git.acme.dev/a.git")})
     service.delete("hello")
     assert credentials.stored == {}
+
+
+@pytest.mark.parametrize("value", ["", "has space", "é", "x" * 256])
+def test_delivery_id_headers_are_visible_ascii_keys(value: str) -> None:
+    from chalicelib.domain.errors import BadRequestError
+    from chalicelib.domain.webhooks import parse_delivery
+
+    payload = {"ref": "refs/heads/main", "after": "a" * 40, "repository": {"full_name": "acme/hello"}}
+    headers = {"x-github-event": "push", "x-github-delivery": "d-1"}
+    assert parse_delivery("github", headers, payload).delivery_id == "d-1"
+    with pytest.raises(BadRequestError, match="x-github-delivery header must be 1 to 255 visible ASCII"):
+        parse_delivery("github", {**headers, "x-github-delivery": value}, payload)
