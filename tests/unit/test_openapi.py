@@ -237,3 +237,22 @@ def test_schemas_agree_with_the_domain_on_edge_values(spec: dict[str, Any], name
     }[name]
     if name != "NewCloneUrl":
         assert text.matches(domain_pattern, value) is valid
+
+
+@pytest.mark.parametrize(
+    ("provider", "body", "event"),
+    [
+        ("github", "GitHubDelivery", {"x-github-event": "push"}),
+        ("gitlab", "GitLabDelivery", {"x-gitlab-event": "Push Hook"}),
+        ("bitbucket", "BitbucketDelivery", {"x-event-key": "repo:push"}),
+    ],
+)
+def test_the_delivery_examples_are_pushes_the_parsers_read(
+    spec: dict[str, Any], provider: str, body: str, event: dict[str, str]
+) -> None:
+    from chalicelib.domain.webhooks import parse_delivery
+
+    media = spec["components"]["requestBodies"][body]["content"]["application/json"]
+    delivery = parse_delivery(provider, event, media["examples"]["push"]["value"])
+    assert delivery.kind == "push"
+    assert [(p.ref, p.repository) for p in delivery.pushes] == [("refs/heads/main", "acme/hello")]
