@@ -1,5 +1,7 @@
 """Schemathesis hooks of the fuzz test (tests/functional/test_fuzz.py), loaded through SCHEMATHESIS_HOOKS.
 
+Deliveries to the seeded stack are signed (below), so fuzzed payloads reach the webhook parsers.
+
 JSON Schema cannot state three of the API's rules, which docs/openapi.yaml states in words: stage names
 are unique within a stack, a stack's settings are at most 65536 bytes of JSON, and ``next_token`` must be
 one a listing returned. Data breaking only those rules is schema-valid yet rightly refused with a 400
@@ -8,8 +10,12 @@ naming the rule; those refusals, and nothing else, are not counted as failures.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
 from typing import Any
+from urllib.parse import urlencode
 
 import schemathesis
 from schemathesis.openapi.checks import RejectedPositiveData
@@ -38,3 +44,62 @@ def refused_by_inexpressible_rule(failure: Any, response: Any) -> bool:
 def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
     """Keep every failure but refusals for the rules JSON Schema cannot state."""
     return not refused_by_inexpressible_rule(failure, response)
+
+
+# Deliveries to the seeded stack are signed with its webhook secret (given by the test), so that
+# generated payloads get past the signature check and reach the parsers of every provider.
+SECRET_VARIABLE = "STAGECOACH_FUZZ_WEBHOOK_SECRET"
+SIGNED_STACK = "hello"
+
+
+def serialized(body: Any, media_type: str | None) -> bytes | None:
+    """The bytes a body is sent as (what the signature covers), or None if it cannot be signed."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogatepass")
+    if media_type == "application/x-www-form-urlencoded" and isinstance(body, dict):
+        return urlencode({str(k): str(v) for k, v in body.items()}).encode()
+    if media_type == "application/json":
+        try:
+            return json.dumps(body).encode()
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+SIGNING: dict[str, str] = {}
+
+
+def signing_secret() -> str | None:
+    """The seeded stack's current webhook secret: the test's, or the last one a rotation returned."""
+    return SIGNING.get("secret") or os.environ.get(SECRET_VARIABLE)
+
+
+@schemathesis.hook
+def after_call(context: Any, case: Any, response: Any) -> None:
+    """Keep signing with the seeded stack's secret when the fuzzer rotates it (its examples name that stack)."""
+    if case.operation.path != "/stacks/{stack_id}/webhook/rotate" or response.status_code != 200:
+        return
+    if (case.path_parameters or {}).get("stack_id") == SIGNED_STACK:
+        SIGNING["secret"] = str(json.loads(response.content)["secret"])
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    """Sign deliveries to the seeded stack as its provider would."""
+    secret = signing_secret()
+    path = case.operation.path
+    if not secret or not path.startswith("/webhooks/") or (case.path_parameters or {}).get("stack_id") != SIGNED_STACK:
+        return
+    headers = dict(case.headers or {})
+    if path.startswith("/webhooks/gitlab/"):
+        headers["X-Gitlab-Token"] = secret
+    else:
+        body = serialized(case.body, case.media_type)
+        if body is None:
+            return
+        kwargs["data"] = body
+        name = "X-Hub-Signature-256" if path.startswith("/webhooks/github/") else "X-Hub-Signature"
+        headers[name] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    case.headers = headers
