@@ -63,12 +63,18 @@ def serialized(body: Any, media_type: str | None) -> bytes | None:
     if media_type == "application/json":
         try:
             return json.dumps(body).encode()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return None
     return None
 
 
 SIGNING: dict[str, str] = {}
+
+
+def _stack_of(case: Any) -> Any:
+    """The case's stack_id path parameter (None if it has none; generated containers may be anything)."""
+    parameters = case.path_parameters
+    return parameters.get("stack_id") if isinstance(parameters, dict) else None
 
 
 def signing_secret() -> str | None:
@@ -81,7 +87,7 @@ def after_call(context: Any, case: Any, response: Any) -> None:
     """Keep signing with the seeded stack's secret when the fuzzer rotates it (its examples name that stack)."""
     if case.operation.path != "/stacks/{stack_id}/webhook/rotate" or response.status_code != 200:
         return
-    if (case.path_parameters or {}).get("stack_id") == SIGNED_STACK:
+    if _stack_of(case) == SIGNED_STACK:
         SIGNING["secret"] = str(json.loads(response.content)["secret"])
 
 
@@ -90,7 +96,9 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     """Sign deliveries to the seeded stack as its provider would."""
     secret = signing_secret()
     path = case.operation.path
-    if not secret or not path.startswith("/webhooks/") or (case.path_parameters or {}).get("stack_id") != SIGNED_STACK:
+    if not secret or not path.startswith("/webhooks/") or _stack_of(case) != SIGNED_STACK:
+        return
+    if case.headers is not None and not isinstance(case.headers, dict):
         return
     headers = dict(case.headers or {})
     if path.startswith("/webhooks/gitlab/"):
