@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -74,7 +75,7 @@ SIGNING: dict[str, str] = {}
 def _stack_of(case: Any) -> Any:
     """The case's stack_id path parameter (None if it has none; generated containers may be anything)."""
     parameters = case.path_parameters
-    return parameters.get("stack_id") if isinstance(parameters, dict) else None
+    return parameters.get("stack_id") if isinstance(parameters, Mapping) else None
 
 
 def signing_secret() -> str | None:
@@ -84,11 +85,16 @@ def signing_secret() -> str | None:
 
 @schemathesis.hook
 def after_call(context: Any, case: Any, response: Any) -> None:
-    """Keep signing with the seeded stack's secret when the fuzzer rotates it (its examples name that stack)."""
-    if case.operation.path != "/stacks/{stack_id}/webhook/rotate" or response.status_code != 200:
-        return
-    if _stack_of(case) == SIGNED_STACK:
-        SIGNING["secret"] = str(json.loads(response.content)["secret"])
+    """Keep signing with the seeded stack's secret when the fuzzer rotates it, or deletes and creates it again
+    (the document's examples name that stack)."""
+    operation = (case.operation.method.upper(), case.operation.path)
+    if operation == ("POST", "/stacks/{stack_id}/webhook/rotate") and response.status_code == 200:
+        if _stack_of(case) == SIGNED_STACK:
+            SIGNING["secret"] = str(json.loads(response.content)["secret"])
+    elif operation == ("POST", "/stacks") and response.status_code == 201:
+        created = json.loads(response.content)
+        if created["id"] == SIGNED_STACK:
+            SIGNING["secret"] = str(created["webhook"]["secret"])
 
 
 @schemathesis.hook
@@ -98,7 +104,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     path = case.operation.path
     if not secret or not path.startswith("/webhooks/") or _stack_of(case) != SIGNED_STACK:
         return
-    if case.headers is not None and not isinstance(case.headers, dict):
+    if case.headers is not None and not isinstance(case.headers, Mapping):
         return
     headers = dict(case.headers or {})
     if path.startswith("/webhooks/gitlab/"):
