@@ -4,14 +4,17 @@ The gateway (chalicelib/local/gateway.py) answers unknown routes and methods in 
 Schemathesis fuzzes the document the plane serves (GET /openapi.yaml).
 
 Every operation gets the document's examples, boundary cases (coverage phase) and generated data
-(fuzzing phase), positive and negative, with every check (all are on by default): no 5xx, responses and headers as
-documented, documented content types, schema-valid data accepted, schema-invalid data refused with a
-4xx, 405 with ``Allow`` for methods a route does not have. A stack and a release exist beforehand,
-and half of the generated ids are theirs, so the operations behind them are reached too.
+(fuzzing phase), positive and negative, with every check (all are on by default): no 5xx, responses
+and headers as documented, documented content types, schema-valid data accepted, schema-invalid data
+refused with a 4xx, 405 with ``Allow`` for methods a route does not have. A stack and a release exist
+beforehand and half of the generated ids are theirs, so the operations behind them are reached too;
+deliveries to that stack are signed with its secret (tests/fuzz/hooks.py), so payloads reach the
+webhook parsers.
 
 The local control plane has no IAM (on AWS, API Gateway checks SigV4 before the app), so the
 document's ``security`` is taken out of the copy fuzzed here. The run is bounded by examples per
-operation; its time is printed (``pytest -s``) and capped.
+operation (STAGECOACH_FUZZ_EXAMPLES, default 5); its time is printed (``pytest -s``) and capped.
+A failing run prints its seed; STAGECOACH_FUZZ_SEED replays it.
 """
 
 from __future__ import annotations
