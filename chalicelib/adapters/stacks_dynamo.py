@@ -126,7 +126,7 @@ class DynamoStackRepository:
 
     def list(self, limit: int, next_token: str | None) -> Page:
         """Stacks by id through the ``gsi1`` index (never a scan)."""
-        start = decode_token(next_token, {"pk", "sk", "gsi1pk", "gsi1sk"})
+        start = decode_token(next_token, {"pk", "sk", "gsi1pk", "gsi1sk"}, {"gsi1pk": "STACKS", "sk": STACK_SK})
         result = StackModel.by_kind.query("STACKS", limit=limit, last_evaluated_key=start)
         items = [from_model(i) for i in result]
         return Page(items, encode_token(result.last_evaluated_key))

@@ -34,6 +34,18 @@ PREPARING = "PREPARING"
 AWAITING_APPROVAL = "AWAITING_APPROVAL"
 DEPLOYING = "DEPLOYING"
 DRAINING = "DRAINING"  # its release ended while CloudFormation still updates the stack: nobody may enter
+# What a stage shows: its holder's phase, else how its last deploy ended, else IDLE (never deployed).
+STAGE_STATES = (
+    "IDLE",
+    PREPARING,
+    AWAITING_APPROVAL,
+    DEPLOYING,
+    DRAINING,
+    "SUCCEEDED",
+    "FAILED",
+    "BLOCKED",
+    "CANCELLED",
+)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ValidationError
+from .limits import MAX_AUTHOR_CHARS, MAX_MESSAGE_BYTES, clip, truncate_utf8
 from .stacks import Stack, cfn_stack_name
+from .text import matches
 from .webhooks import Push, execution_name
 
 RELEASE_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELLED", "TIMED_OUT", "HELD")
@@ -36,8 +38,11 @@ STAGE_TERMINAL = ("SUCCEEDED", "FAILED", "BLOCKED", "SUPERSEDED", "CANCELLED", "
 # How an execution that ended outside the state machine's own paths ends its release
 # (StopExecution, States.Runtime, the history limit, the execution timeout).
 EXECUTION_END = {"ABORTED": "CANCELLED", "TIMED_OUT": "TIMED_OUT", "FAILED": "FAILED", "SUCCEEDED": "SUCCEEDED"}
-SHA = re.compile(r"^[0-9a-f]{7,64}$")
-BRANCH = re.compile(r"^[^\s~^:?*\[\\]+$")
+SHA = r"[0-9a-f]{7,64}"
+# What Git refuses in a ref name (git check-ref-format): control characters, space, ~ ^ : ? * [ \
+BRANCH = r"[^\x00-\x20\x7f~^:?*\[\\]{1,255}"
+RELEASE_ID = r"r[0-9A-Z]{26}"
+MAX_TIMESTAMP_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,11 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return f"{prefix}:execution:{machine}:{name}"
 
 
+def is_release_id(value: str) -> bool:
+    """``value`` could be a release id (anything else cannot exist)."""
+    return matches(RELEASE_ID, value)
+
+
 def push_key(stack: Stack, ref: str, sha: str) -> str:
     """Dedup key of a pushed commit: one release per (stack, ref, sha); a stack re-created with the
     same id is another stack (its ``uid`` differs)."""
@@ -134,14 +144,17 @@ def manual_ref(body: Any) -> tuple[str, str]:
     unknown = set(body) - {"ref", "sha"}
     if unknown:
         raise ValidationError("unknown field", sorted(unknown)[0])
-    ref, sha = body.get("ref"), body.get("sha")
-    if ref is None and sha is None:
+    if "ref" not in body and "sha" not in body:
         raise ValidationError("give a ref (branch or tag) or a sha", "ref")
-    if sha is not None and (not isinstance(sha, str) or not SHA.match(sha)):
-        raise ValidationError("must be a hex commit sha (7 to 64 characters)", "sha")
-    if ref is not None:
-        if not isinstance(ref, str) or not BRANCH.match(ref) or len(ref) > 255:
-            raise ValidationError("must be a branch, tag or full ref", "ref")
+    ref, sha = body.get("ref"), body.get("sha")
+    if "sha" in body and (not isinstance(sha, str) or not matches(SHA, sha)):
+        raise ValidationError("must be a hex commit sha (7 to 64 lower-case characters)", "sha")
+    if "ref" in body:
+        if not isinstance(ref, str) or not matches(BRANCH, ref):
+            raise ValidationError(
+                "must be a branch, tag or full ref: 1 to 255 characters, no spaces, control characters or ~^:?*[\\",
+                "ref",
+            )
         if not ref.startswith("refs/"):
             ref = f"refs/heads/{ref}"
     return (ref or "", sha or "")
@@ -173,9 +186,9 @@ def new_release(
         stages=tuple(s.name for s in stack.stages),
         stack_uid=stack.uid,
         order=order_key(now, release_id),
-        message=push.message if push else "",
-        author=push.author if push else "",
-        pushed_at=push.pushed_at if push else None,
+        message=truncate_utf8(push.message, MAX_MESSAGE_BYTES) if push else "",
+        author=clip(push.author, MAX_AUTHOR_CHARS) if push else "",
+        pushed_at=push.pushed_at if push and len(push.pushed_at or "") <= MAX_TIMESTAMP_CHARS else None,
     )
     return _with_input(release, stack, config)
 

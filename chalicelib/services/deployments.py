@@ -12,8 +12,9 @@ from typing import Any
 
 from ..domain import lanes
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
-from ..domain.releases import DEPLOYMENT_TRIGGERS, PipelineConfig, Release, new_deployment
-from ..domain.stacks import Stack
+from ..domain.releases import DEPLOYMENT_TRIGGERS, PipelineConfig, Release, is_release_id, new_deployment
+from ..domain.stacks import Stack, is_stack_id
+from ..domain.text import TEXT, matches
 from .ports import Executions, LaneChange, LaneStore, Metrics, ReleaseRepository, StackRepository
 
 MAX_REASON = 2000
@@ -21,8 +22,6 @@ ATTEMPTS = 5
 
 
 def _fields(body: Any, allowed: set[str]) -> dict[str, Any]:
-    if body is None:
-        return {}
     if not isinstance(body, dict):
         raise ValidationError("must be an object", "body")
     unknown = set(body) - allowed
@@ -34,14 +33,14 @@ def _fields(body: Any, allowed: set[str]) -> dict[str, Any]:
 def _release_id(value: Any, required: bool) -> str | None:
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value or len(value) > 64:
-        raise ValidationError("must be a release id", "release_id")
+    if not isinstance(value, str) or not is_release_id(value):
+        raise ValidationError("must be a release id (r and 26 digits or capital letters)", "release_id")
     return value
 
 
 def _reason(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON:
-        raise ValidationError(f"say why, in at most {MAX_REASON} characters", "reason")
+    if not isinstance(value, str) or len(value) > MAX_REASON or not matches(TEXT, value):
+        raise ValidationError(f"say why, on one line of at most {MAX_REASON} characters", "reason")
     return value
 
 
@@ -131,7 +130,7 @@ class DeploymentService:
     # ------------------------------------------------------------------ shared
 
     def _stack(self, stack_id: str, stage: str) -> Stack:
-        stack = self._stacks.get(stack_id)
+        stack = self._stacks.get(stack_id) if is_stack_id(stack_id) else None
         if stack is None:
             raise NotFoundError(f"stack {stack_id!r} does not exist")
         stack.stage(stage)  # NotFoundError if it has no such stage
@@ -200,4 +199,3 @@ def pin_view(pinned: lanes.Pin) -> dict[str, Any]:
         "at": pinned.at,
         "reason": pinned.reason,
     }
-

@@ -26,7 +26,13 @@ from tests.fakes import (
 
 NOW = "2026-11-27T12:00:00.000Z"
 CONFIG = PipelineConfig("arn:aws:states:us-east-1:123456789012:stateMachine:stagecoach-release", "arn:role", 1, 60)
+FOREIGN = "r" + "F" * 26
 BUILD = {"status": "SUCCEEDED", "build_id": "b-1", "template_url": "https://bucket/t.yaml"}
+
+
+def built_id(n: int) -> str:
+    """A release id like the real ones (r and 26 digits or capitals), distinct from ``Ids()``'s."""
+    return f"r{'B' * 25}{n}"
 
 
 class World:
@@ -49,7 +55,9 @@ class World:
         )
 
     def built(self, n: int, build: dict[str, str] | None = None) -> str:
-        release = new_release(self.stack, f"b{n}", f"2026-11-27T11:00:0{n}.000Z", CONFIG, sha=str(n) * 40, ref="main")
+        release = new_release(
+            self.stack, built_id(n), f"2026-11-27T11:00:0{n}.000Z", CONFIG, sha=str(n) * 40, ref="main"
+        )
         self.releases.record(replace(release, status="SUCCEEDED", build=build or BUILD), [])
         return release.id
 
@@ -84,7 +92,12 @@ def test_promote_is_a_redeploy_of_what_the_stage_runs_and_refuses_older_builds()
 
 @pytest.mark.parametrize(
     ("body", "error"),
-    [({}, ValidationError), ({"release_id": 7}, ValidationError), ({"release_id": "b1", "x": 1}, ValidationError)],
+    [
+        ({}, ValidationError),
+        ({"release_id": 7}, ValidationError),
+        ({"release_id": built_id(1), "x": 1}, ValidationError),
+        ({"release_id": "b1"}, ValidationError),
+    ],
 )
 def test_promote_bodies_are_checked(body: dict[str, object], error: type[Exception]) -> None:
     world = World()
@@ -101,10 +114,10 @@ def test_nothing_without_a_successful_build_or_of_another_stack_is_deployed() ->
         world.service.promote("hello", "prod", {"release_id": failed}, "alice")
     other = parse_new_stack(stack_body(id="other"), NOW, uid="s2")
     world.stacks.create(other)
-    foreign = new_release(other, "o1", NOW, CONFIG, sha="9" * 40, ref="main")
+    foreign = new_release(other, FOREIGN, NOW, CONFIG, sha="9" * 40, ref="main")
     world.releases.record(replace(foreign, build=BUILD), [])
     with pytest.raises(ConflictError, match="another stack"):
-        world.service.promote("hello", "prod", {"release_id": "o1"}, "alice")
+        world.service.promote("hello", "prod", {"release_id": FOREIGN}, "alice")
     with pytest.raises(NotFoundError):
         world.service.promote("hello", "nope", {"release_id": failed}, "alice")
     assert not world.executions.started
@@ -142,6 +155,8 @@ def test_unpin_needs_a_pin() -> None:
     world = World()
     with pytest.raises(ConflictError, match="not pinned"):
         world.service.unpin("hello", "prod", "alice")
-    world.lanes.commit(LaneChange("s1", lanes.pin(lanes.Lane("hello", "prod"), lanes.Pin("b1", "", "a", NOW, "x"))))
+    world.lanes.commit(
+        LaneChange("s1", lanes.pin(lanes.Lane("hello", "prod"), lanes.Pin(built_id(1), "", "a", NOW, "x")))
+    )
     assert world.service.unpin("hello", "prod", "alice")["pin"] is None
     assert world.lanes.lane("hello", "prod").pin is None
