@@ -73,7 +73,7 @@ def openapi_document() -> Response:
 @maps_errors
 def create_stack() -> Response:
     """Create a stack with its stages."""
-    return json_response(bootstrap.stack_service().create(_body()), 201)
+    return json_response(bootstrap.stack_service().create(_body(), _actor()), 201)
 
 
 @app.route("/stacks", methods=["GET"], authorizer=IAM_AUTH)
@@ -94,7 +94,7 @@ def get_stack(stack_id: str) -> Response:
 @maps_errors
 def patch_stack(stack_id: str) -> Response:
     """Change a stack (``version`` required)."""
-    return json_response(bootstrap.stack_service().patch(stack_id, _body()))
+    return json_response(bootstrap.stack_service().patch(stack_id, _body(), _actor()))
 
 
 def _force() -> bool:
@@ -113,14 +113,14 @@ def delete_stack(stack_id: str) -> Response:
 @maps_errors
 def add_stage(stack_id: str) -> Response:
     """Add a stage (``position`` optional, default last)."""
-    return json_response(bootstrap.stack_service().add_stage(stack_id, _body()), 201)
+    return json_response(bootstrap.stack_service().add_stage(stack_id, _body(), _actor()), 201)
 
 
 @app.route("/stacks/{stack_id}/stages/{stage}", methods=["PATCH"], authorizer=IAM_AUTH)
 @maps_errors
 def update_stage(stack_id: str, stage: str) -> Response:
     """Change or move a stage."""
-    return json_response(bootstrap.stack_service().update_stage(stack_id, stage, _body()))
+    return json_response(bootstrap.stack_service().update_stage(stack_id, stage, _body(), actor=_actor()))
 
 
 @app.route("/stacks/{stack_id}/stages/{stage}", methods=["DELETE"], authorizer=IAM_AUTH)
@@ -155,7 +155,7 @@ def unpin_stage(stack_id: str, stage: str) -> Response:
 @maps_errors
 def rotate_webhook_secret(stack_id: str) -> Response:
     """A new webhook secret, shown once; the previous one keeps working for an hour."""
-    return json_response(bootstrap.stack_service().rotate_webhook_secret(stack_id))
+    return json_response(bootstrap.stack_service().rotate_webhook_secret(stack_id, actor=_actor()))
 
 
 def _webhook(provider: str, stack_id: str) -> Response:
@@ -189,7 +189,7 @@ def bitbucket_webhook(stack_id: str) -> Response:
 def start_release(stack_id: str) -> Response:
     """Start a release of a ref or sha by hand (``Idempotency-Key`` makes retries safe)."""
     key = _request().headers.get("idempotency-key")
-    outcome = bootstrap.release_starter().start_manual(stack_id, _body(), key)
+    outcome = bootstrap.release_starter().start_manual(stack_id, _body(), key, _actor())
     return json_response(outcome.body, outcome.status)
 
 
@@ -289,3 +289,42 @@ def release_history(release_id: str) -> Response:
 def release_build_log(release_id: str) -> Response:
     """The build log (local builder) or a pointer to it (CloudWatch Logs)."""
     return json_response(bootstrap.release_queries().build_log(release_id))
+
+
+NOTIFICATION_QUEUE = "stagecoach-notifications"
+
+
+@app.on_sqs_message(queue=NOTIFICATION_QUEUE, batch_size=10)
+@bootstrap.publishes_metrics
+def deliver_notifications(event: SQSEvent) -> dict[str, Any]:
+    """Post release and stage events to commit-status providers, Slack and webhooks (partial batch failures)."""
+    failures = []
+    for record in event:
+        try:
+            result = bootstrap.notification_worker().handle(record.body)
+            bootstrap.logger().info("notification", extra={"result": result})
+        except Exception:
+            bootstrap.logger().exception("notification delivery failed; the message will be received again")
+            failures.append({"itemIdentifier": record.to_dict().get("messageId", "")})
+    return {"batchItemFailures": failures}
+
+
+@app.route("/stacks/{stack_id}/notifications", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def list_notifications(stack_id: str) -> Response:
+    """Recent notification deliveries of a stack, newest first (``limit``, ``next_token``)."""
+    return json_response(bootstrap.notification_queries().recent(stack_id, _query("limit"), _query("next_token")))
+
+
+@app.route("/stacks/{stack_id}/audit", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def stack_audit(stack_id: str) -> Response:
+    """A stack's audit trail, newest first (kept after the stack is deleted)."""
+    return json_response(bootstrap.audit_queries().for_stack(stack_id, _query("limit"), _query("next_token")))
+
+
+@app.route("/audit", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def audit_trail() -> Response:
+    """Every audit entry, newest first (``limit``, ``next_token``)."""
+    return json_response(bootstrap.audit_queries().everything(_query("limit"), _query("next_token")))

@@ -183,6 +183,8 @@ class ControlPlane:
         server = local_server(app, config, self.host, self.port, server_cls=_listening_http_server_class(api_listener))
         self.port = server.server.server_address[1]
         server.port = self.port  # chalice prints "Serving on" with it (port 0 asked for any free port)
+        os.environ.setdefault("STAGECOACH_PUBLIC_URL", self.url)  # commit statuses and messages link here
+        bootstrap.reset()
         thread = threading.Thread(target=server.serve_forever, name="chalice-http", daemon=True)
         thread.start()
 

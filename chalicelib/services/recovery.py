@@ -16,9 +16,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..domain import notifications as notify
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from ..domain.releases import EXECUTION_END, Release, is_release_id
-from .ports import Executions, ExecutionState, Metrics, ReleaseRepository
+from .audit import Auditor, audit
+from .notifications import emit
+from .ports import EventPublisher, Executions, ExecutionState, Metrics, ReleaseRepository
 from .releases import ReleaseStarter
 from .stages import StageCoordinator
 
@@ -59,7 +62,11 @@ class Reconciler:
         starter: ReleaseStarter,
         clock: Callable[[], str],
         metrics: Metrics,
+        events: EventPublisher | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
+        self._events = events
+        self._auditor = auditor
         self._releases = releases
         self._executions = executions
         self._coordinator = coordinator
@@ -103,6 +110,7 @@ class Reconciler:
             status, fields = self._final(release, state)
             if self._releases.end(release.id, status, fields):
                 self._metrics.count("ReleaseReconciled")
+                self._ended(release, status, fields)
             release = self._releases.get(release.id) or release
         return self._free(release)
 
@@ -152,16 +160,24 @@ class Reconciler:
         cause = f"cancelled by {actor}" + (f": {reason}" if reason else "")
         fields = {"cancelled_by": actor, "error": "Cancelled", "cause": cause, "ended_at": self._clock()}
         if release.status == "PENDING" and self._releases.end(release.id, "CANCELLED", fields):
+            self._ended(release, "CANCELLED", fields)
             self._releases.settle(release.id)
         else:
             self._executions.stop(release.execution_arn, "Cancelled", cause)
-            self._releases.end(release.id, "CANCELLED", fields)
+            if self._releases.end(release.id, "CANCELLED", fields):
+                self._ended(release, "CANCELLED", fields)
             self.reconcile(release.id)
         self._metrics.count("ReleaseCancelled")
         ended = self._releases.get(release.id) or release
         if ended.status != "CANCELLED":
             raise ConflictError(f"release {release_id} ended {ended.status} before it could be cancelled")
+        audit(self._auditor, actor, "release.cancel", f"release/{release.id}", release.stack_id, reason=reason or None)
         return _cancelled(ended)
+
+    def _ended(self, release: Release, status: str, fields: dict[str, Any]) -> None:
+        """Tell the notification targets that the release ended."""
+        at = str(fields.get("ended_at") or self._clock())
+        emit(self._events, [notify.release_ended(release.stack_id, release.id, status, at, fields)])
 
 
 def _cancelled(release: Release) -> dict[str, Any]:

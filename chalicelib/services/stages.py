@@ -25,13 +25,16 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain import deploys, lanes
+from ..domain import notifications as notify
 from ..domain.clock import iso, parse_iso
 from ..domain.errors import BadRequestError, ConflictError
 from ..domain.lanes import Contender, Deployed, Lane, Step, Target
 from ..domain.releases import DEPLOYMENT_TRIGGERS, STAGE_TERMINAL, Release
 from ..domain.stacks import Stack
+from .notifications import emit
 from .ports import (
     CloudFormation,
+    EventPublisher,
     LaneChange,
     LaneStore,
     Metrics,
@@ -114,7 +117,9 @@ class StageCoordinator:
         callbacks: TaskCallbacks,
         clock: Callable[[], str],
         metrics: Metrics,
+        events: EventPublisher | None = None,
     ) -> None:
+        self._events = events
         self._lanes = lanes_store
         self._releases = releases
         self._stacks = stacks
@@ -536,23 +541,29 @@ class StageCoordinator:
             ending = {"failed_stage": stage, "cause": cause, "ended_at": now}
             effects.ends.append((contender.release_id, "HELD", ending))
             effects.fail.append((contender.token, "Held", cause))
+        merged = _merge_runs(runs)
         if lane != previous or runs:
             self._lanes.commit(
                 LaneChange(
                     stack_uid=stack.uid,
                     lane=lane,
-                    runs=tuple(_merge_runs(runs)),
+                    runs=tuple(merged),
                     last_outcome=last_outcome,
                     outputs=outputs,
                     now=now,
                 )
             )
-        self._effects(effects, lane)
+        self._effects(effects, lane, stage_events(stack.id, merged, now))
 
-    def _effects(self, effects: _Effects, lane: Lane) -> None:
+    def _effects(self, effects: _Effects, lane: Lane, events: list[notify.Event] | None = None) -> None:
+        events = list(events or [])
         for release_id, status, fields in effects.ends:
-            self._releases.end(release_id, status, fields)
+            if self._releases.end(release_id, status, fields):
+                events.append(
+                    notify.release_ended(lane.stack_id, release_id, status, str(fields.get("ended_at") or ""), fields)
+                )
             self._metrics.count(f"Release{status.title()}")
+        emit(self._events, events)
         for token, output in effects.succeed:
             self._callbacks.succeed(token, output)
         for token, error, cause in effects.fail:
@@ -578,6 +589,15 @@ class StageCoordinator:
             log.warning("could not delete change set %s of %s", target.change_set_name, target.cfn_stack_name)
         if not keep_stack and self._cfn.stack(target.cfn_stack_name).status == "REVIEW_IN_PROGRESS":
             self._cfn.delete_stack(target.cfn_stack_name, target.role_arn)
+
+
+def stage_events(stack_id: str, runs: list[RunUpdate], now: str) -> list[notify.Event]:
+    """The notification events of the stage runs a commit wrote (those whose status changed)."""
+    return [
+        notify.stage_event(stack_id, run.release_id, run.stage, str(run.fields["status"]), now, run.fields)
+        for run in runs
+        if run.fields.get("status") in notify.STAGE_EVENTS
+    ]
 
 
 def _merge_runs(runs: list[RunUpdate]) -> list[RunUpdate]:
