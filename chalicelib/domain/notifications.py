@@ -28,8 +28,8 @@ MIN_SECRET = 16
 MAX_SECRET = 256
 # https anywhere; http only to this machine (a local receiver); never user info or control characters.
 TARGET_URL = (
-    rf"https://[^/?#@{CONTROL}\s]+(?:[/?#][^{CONTROL}\s]*)?"
-    rf"|http://(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{{1,5}})?(?:[/?#][^{CONTROL}\s]*)?"
+    rf"https://[^/?#@{CONTROL}\x20]+(?:[/?#][^{CONTROL}\x20]*)?"
+    rf"|http://(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{{1,5}})?(?:[/?#][^{CONTROL}\x20]*)?"
 )
 TARGET_URL_RULE = "must be an https:// URL, or an http:// URL of 127.0.0.1 or localhost, without user info"
 TOKEN = r"[!-~]+"  # visible ASCII, as HTTP headers carry it

@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from app import app
-from chalicelib.domain import clone_urls, lanes, limits, releases, text
+from chalicelib.domain import clone_urls, lanes, limits, notifications, releases, text
 from chalicelib.domain import stacks as domain
 from chalicelib.http import API_BODY_LIMIT, OPENAPI_DOCUMENT, WEBHOOK_BODY_LIMIT
 from chalicelib.services.approvals import MAX_COMMENT
@@ -152,6 +152,8 @@ def anchored(pattern: str) -> set[str]:
         ("RoleArn", domain.ROLE_ARN),
         ("RelativePath", domain.RELATIVE_PATH),
         ("CloneUrl", clone_urls.CLONE_URL),
+        ("TargetUrl", notifications.TARGET_URL),
+        ("WriteOnlyToken", notifications.TOKEN),
     ],
 )
 def test_patterns_are_the_domains(spec: dict[str, Any], name: str, pattern: str) -> None:
