@@ -306,9 +306,7 @@ def approval_service() -> ApprovalService:
     from chalicelib.services.approvals import ApprovalService
 
     repository = release_repository()
-    return ApprovalService(
-        repository, repository, callbacks(), now_iso, lane_store(), notification_queue(), auditor()
-    )
+    return ApprovalService(repository, repository, callbacks(), now_iso, lane_store(), notification_queue(), auditor())
 
 
 @functools.cache

@@ -37,9 +37,7 @@ class SqsNotificationQueue:
         items = list(events)
         for start in range(0, len(items), SQS_BATCH):
             chunk = items[start : start + SQS_BATCH]
-            entries = [
-                {"Id": str(i), "MessageBody": json.dumps({"event": e.to_dict()})} for i, e in enumerate(chunk)
-            ]
+            entries = [{"Id": str(i), "MessageBody": json.dumps({"event": e.to_dict()})} for i, e in enumerate(chunk)]
             answer = self._client().send_message_batch(QueueUrl=url, Entries=entries)
             if answer.get("Failed"):
                 raise RuntimeError(f"SQS refused {len(answer['Failed'])} notification event(s): {answer['Failed']}")
