@@ -110,7 +110,6 @@ class Reconciler:
             status, fields = self._final(release, state)
             if self._releases.end(release.id, status, fields):
                 self._metrics.count("ReleaseReconciled")
-                self._ended(release, status, fields)
             release = self._releases.get(release.id) or release
         return self._free(release)
 
@@ -130,6 +129,7 @@ class Reconciler:
     def _free(self, release: Release) -> str:
         if self._coordinator.release_ended(release, list(release.stages)):
             self._releases.settle(release.id)
+            self._ended(release)
             return f"{release.status}: stages freed"
         return f"{release.status}: a stage is still draining"
 
@@ -160,12 +160,11 @@ class Reconciler:
         cause = f"cancelled by {actor}" + (f": {reason}" if reason else "")
         fields = {"cancelled_by": actor, "error": "Cancelled", "cause": cause, "ended_at": self._clock()}
         if release.status == "PENDING" and self._releases.end(release.id, "CANCELLED", fields):
-            self._ended(release, "CANCELLED", fields)
             self._releases.settle(release.id)
+            self._ended(self._releases.get(release.id) or release)
         else:
             self._executions.stop(release.execution_arn, "Cancelled", cause)
-            if self._releases.end(release.id, "CANCELLED", fields):
-                self._ended(release, "CANCELLED", fields)
+            self._releases.end(release.id, "CANCELLED", fields)
             self.reconcile(release.id)
         self._metrics.count("ReleaseCancelled")
         ended = self._releases.get(release.id) or release
@@ -174,10 +173,18 @@ class Reconciler:
         audit(self._auditor, actor, "release.cancel", f"release/{release.id}", release.stack_id, reason=reason or None)
         return _cancelled(ended)
 
-    def _ended(self, release: Release, status: str, fields: dict[str, Any]) -> None:
-        """Tell the notification targets that the release ended."""
-        at = str(fields.get("ended_at") or self._clock())
-        emit(self._events, [notify.release_ended(release.stack_id, release.id, status, at, fields)])
+    def _ended(self, release: Release) -> None:
+        """Tell the notification targets that the release ended: once it is settled (its execution ended
+        and it holds no stage), whoever ended it (the state machine, the coordinator, a cancel)."""
+        fields = {
+            "error": release.error,
+            "cause": release.cause,
+            "superseded_by": release.superseded_by,
+            "cancelled_by": release.cancelled_by,
+            "failed_stage": release.failed_stage,
+        }
+        at = release.ended_at or self._clock()
+        emit(self._events, [notify.release_ended(release.stack_id, release.id, release.status, at, fields)])
 
 
 def _cancelled(release: Release) -> dict[str, Any]:

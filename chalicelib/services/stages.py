@@ -558,10 +558,7 @@ class StageCoordinator:
     def _effects(self, effects: _Effects, lane: Lane, events: list[notify.Event] | None = None) -> None:
         events = list(events or [])
         for release_id, status, fields in effects.ends:
-            if self._releases.end(release_id, status, fields):
-                events.append(
-                    notify.release_ended(lane.stack_id, release_id, status, str(fields.get("ended_at") or ""), fields)
-                )
+            self._releases.end(release_id, status, fields)  # the reconciler publishes release.ended once settled
             self._metrics.count(f"Release{status.title()}")
         emit(self._events, events)
         for token, output in effects.succeed:
