@@ -127,8 +127,11 @@ def ensure_resources(session: Any, prefix: str = "stagecoach") -> LocalResources
     notifications_dlq_url = sqs.create_queue(
         QueueName=f"{prefix}-notifications-dlq", Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
     )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=notifications_dlq_url, AttributeNames=["QueueArn"])["Attributes"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": 5})
     notifications_queue_url = sqs.create_queue(
-        QueueName=f"{prefix}-notifications", Attributes={"MessageRetentionPeriod": str(4 * 24 * 3600)}
+        QueueName=f"{prefix}-notifications",
+        Attributes={"MessageRetentionPeriod": str(4 * 24 * 3600), "RedrivePolicy": redrive},
     )["QueueUrl"]
     bucket = f"{prefix}-artifacts"
     s3 = session.client("s3")
