@@ -510,8 +510,14 @@ def _slack_escape(text: str) -> str:
 
 def slack_request(target: Notification, event: Event, ctx: Context) -> OutboundRequest:
     """A Slack incoming-webhook message: ``text`` (the fallback) plus ``blocks``."""
-    where = f" stage *{event.stage}*" if event.stage else ""
-    headline = f"{ctx.stack_name}:{where} {describe(event)}".replace("  ", " ")
+    if event.type == "release.ended":
+        headline = f"{ctx.stack_name}: release {event.status.lower().replace('_', ' ')}"
+        reason = event.detail.get("cause") or event.detail.get("superseded_by")
+        headline += f" ({reason})" if reason and event.status != "SUCCEEDED" else ""
+    else:
+        where = f" stage *{event.stage}*" if event.stage else ""
+        headline = f"{ctx.stack_name}:{where} {describe(event)}"
+    headline = headline[:300]
     text = f"{_slack_escape(headline)} (release {event.release_id}, {_short(ctx.sha) or 'no commit yet'})"
     subject = _slack_escape((ctx.message.splitlines() or [""])[0][:200])
     fields = [

@@ -38,14 +38,17 @@ from .stacks import parse_limit, parse_next_token
 log = logging.getLogger(__name__)
 
 
-def emit(publisher: EventPublisher | None, events: Sequence[Event]) -> None:
-    """Publish ``events``; a failure is logged, never raised (the transition it follows is already recorded)."""
+def emit(publisher: EventPublisher | None, events: Sequence[Event]) -> bool:
+    """Publish ``events``; a failure is logged and answered False, never raised (the transition it follows is
+    already recorded)."""
     if publisher is None or not events:
-        return
+        return True
     try:
         publisher.publish(events)
     except Exception:
         log.exception("could not enqueue %d notification event(s): %s", len(events), [e.id for e in events])
+        return False
+    return True
 
 
 @dataclass(frozen=True)

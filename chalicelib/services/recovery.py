@@ -128,8 +128,9 @@ class Reconciler:
 
     def _free(self, release: Release) -> str:
         if self._coordinator.release_ended(release, list(release.stages)):
+            if not self._ended(release):  # not settled: the sweeper reconciles (and publishes) it again
+                return f"{release.status}: stages freed; its end is not published yet"
             self._releases.settle(release.id)
-            self._ended(release)
             return f"{release.status}: stages freed"
         return f"{release.status}: a stage is still draining"
 
@@ -160,8 +161,8 @@ class Reconciler:
         cause = f"cancelled by {actor}" + (f": {reason}" if reason else "")
         fields = {"cancelled_by": actor, "error": "Cancelled", "cause": cause, "ended_at": self._clock()}
         if release.status == "PENDING" and self._releases.end(release.id, "CANCELLED", fields):
-            self._releases.settle(release.id)
             self._ended(self._releases.get(release.id) or release)
+            self._releases.settle(release.id)  # (never executed: nothing would reconcile it again)
         else:
             self._executions.stop(release.execution_arn, "Cancelled", cause)
             self._releases.end(release.id, "CANCELLED", fields)
@@ -173,7 +174,7 @@ class Reconciler:
         audit(self._auditor, actor, "release.cancel", f"release/{release.id}", release.stack_id, reason=reason or None)
         return _cancelled(ended)
 
-    def _ended(self, release: Release) -> None:
+    def _ended(self, release: Release) -> bool:
         """Tell the notification targets that the release ended: once it is settled (its execution ended
         and it holds no stage), whoever ended it (the state machine, the coordinator, a cancel)."""
         fields = {
@@ -184,7 +185,7 @@ class Reconciler:
             "failed_stage": release.failed_stage,
         }
         at = release.ended_at or self._clock()
-        emit(self._events, [notify.release_ended(release.stack_id, release.id, release.status, at, fields)])
+        return emit(self._events, [notify.release_ended(release.stack_id, release.id, release.status, at, fields)])
 
 
 def _cancelled(release: Release) -> dict[str, Any]:

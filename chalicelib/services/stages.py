@@ -291,6 +291,10 @@ class StageCoordinator:
         """A leave for a stage the release no longer holds (a redelivered message): answer as recorded."""
         run = self._releases.stage_run(release.id, m.stage)
         status = getattr(run, "status", None)
+        if status in notify.STAGE_EVENTS:  # the first handling may have died before publishing: again, same id
+            fields = {k: getattr(run, k, None) for k in ("cause", "error", "superseded_by")}
+            at = str(getattr(run, "ended_at", None) or self._clock())
+            emit(self._events, [notify.stage_event(release.stack_id, release.id, m.stage, str(status), at, fields)])
         if status == "SUCCEEDED":
             self._callbacks.succeed(m.token, {"status": status})
         else:

@@ -17,7 +17,7 @@ from chalicelib.domain.releases import PipelineConfig, new_release
 from chalicelib.domain.stacks import parse_new_stack, patch_stack
 from chalicelib.services.audit import Auditor, AuditQueries
 from chalicelib.services.notifications import NotificationWorker
-from chalicelib.services.ports import HttpResult
+from chalicelib.services.ports import ExecutionState, HttpResult
 from chalicelib.services.recovery import Reconciler
 from chalicelib.services.releases import ReleaseStarter
 from chalicelib.services.stacks import StackService
@@ -523,3 +523,45 @@ def test_every_stack_mutation_is_audited_refusals_are_not_and_the_trail_outlives
     page = AuditQueries(audit).for_stack("hello", None, None)
     assert page["entries"][0]["action"] == "stack.delete"
     assert page["entries"][-1]["target"] == "stack/hello"
+
+
+def test_release_ended_is_published_when_settled_and_again_until_it_is() -> None:
+    """The reconciler publishes before it settles: a failed publish leaves the release ACTIVE for the sweeper."""
+    world = World()
+    r1 = world.release(1)
+    executions = FakeExecutions()
+    release = world.releases.get(r1)
+    executions.states[release.execution_arn] = ExecutionState("SUCCEEDED", stopped_at="2026-11-27T12:00:09.000Z")
+    publisher = RecordingPublisher(fail=True)
+    starter = ReleaseStarter(
+        world.stacks,
+        world.releases,
+        executions,
+        InMemorySecretStore(),
+        lambda: CONFIG,
+        FixedClock(NOW),
+        Ids(),
+        CountingMetrics(),
+    )
+    reconciler = Reconciler(
+        world.releases, executions, world.coordinator, starter, FixedClock(NOW), CountingMetrics(), publisher
+    )
+    assert reconciler.reconcile(r1).endswith("its end is not published yet")
+    assert r1 in world.releases.started()
+    publisher.fail = False
+    assert reconciler.sweep()["reconciled"] == {r1: "SUCCEEDED: stages freed"}
+    assert publisher.ids() == [f"{r1}.succeeded"] and r1 not in world.releases.started()
+
+
+def test_a_redelivered_leave_publishes_the_recorded_stage_outcome_again() -> None:
+    world = World()
+    publisher = RecordingPublisher()
+    world.coordinator._events = publisher
+    r1 = world.release(1)
+    world.send("enter", r1, "dev")
+    world.executed("dev")
+    name = world.lanes.lane("hello", "dev").holder.target.change_set_name
+    world.change_set(r1, "dev", "EXECUTE_COMPLETE")
+    world.send("leave", r1, "dev", change_set_name=name, result={"kind": "executed"})
+    world.send("leave", r1, "dev", change_set_name=name, result={"kind": "executed"})  # SQS redelivers it
+    assert publisher.ids()[-2:] == [f"{r1}.dev.succeeded", f"{r1}.dev.succeeded"]
