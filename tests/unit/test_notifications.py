@@ -565,3 +565,76 @@ def test_a_redelivered_leave_publishes_the_recorded_stage_outcome_again() -> Non
     world.send("leave", r1, "dev", change_set_name=name, result={"kind": "executed"})
     world.send("leave", r1, "dev", change_set_name=name, result={"kind": "executed"})  # SQS redelivers it
     assert publisher.ids()[-2:] == [f"{r1}.dev.succeeded", f"{r1}.dev.succeeded"]
+
+
+def test_day2_operations_approvals_and_manual_releases_are_audited_with_their_actor() -> None:
+    from chalicelib.services.approvals import ApprovalService
+    from chalicelib.services.deployments import DeploymentService
+    from tests.unit.test_deployments import World as Day2
+
+    day2 = Day2()
+    audit = InMemoryAuditLog()
+    auditor = Auditor(audit, FixedClock(NOW), lambda prefix: f"{prefix}1")
+    publisher = RecordingPublisher()
+    service = DeploymentService(
+        day2.stacks,
+        day2.releases,
+        day2.lanes,
+        day2.executions,
+        lambda: CONFIG,
+        FixedClock(NOW),
+        Ids(),
+        CountingMetrics(),
+        publisher,
+        auditor,
+    )
+    b1, b2 = day2.built(1), day2.built(2)
+    day2.runs("prod", b1)
+    day2.runs("prod", b2)
+    promoted = service.promote("hello", "dev", {"release_id": b2}, "alice")
+    with pytest.raises(ValidationError):
+        service.rollback("hello", "prod", {"reason": 7}, "mallory")
+    rolled = service.rollback("hello", "prod", {"reason": "bad deploy"}, "bob")
+    service.unpin("hello", "prod", "bob")
+    assert [(e.actor, e.action, e.target) for e in audit.entries] == [
+        ("alice", "stage.promote", "stack/hello/stage/dev"),
+        ("bob", "stage.rollback", "stack/hello/stage/prod"),
+        ("bob", "stage.unpin", "stack/hello/stage/prod"),
+    ]
+    assert audit.entries[1].detail == {"release_id": rolled["release_id"], "source_release_id": b1}
+    assert publisher.ids() == [f"{promoted['release_id']}.started", f"{rolled['release_id']}.started"]
+
+    world = World()
+    approvals = ApprovalService(
+        world.releases, world.releases, world.callbacks, world.clock, world.lanes, publisher, auditor
+    )
+    r1 = world.release(1)
+    world.send("enter", r1, "prod")
+    world.send("approval", r1, "prod")
+    approvals.decide(r1, "prod", True, {"comment": "ship"}, "carol")
+    approvals.decide(r1, "prod", True, {"comment": "ship"}, "carol")  # a retry: answered again, not audited again
+    assert [(e.actor, e.action, e.detail) for e in audit.entries[3:]] == [
+        ("carol", "stage.approve", {"comment": "ship"})
+    ]
+    assert publisher.ids()[-1] == f"{r1}.prod.deploying"
+
+    stacks = InMemoryStackRepository()
+    stacks.create(parse_new_stack(stack_body(), NOW, uid="s1"))
+    starter = ReleaseStarter(
+        stacks,
+        InMemoryReleaseRepository(),
+        FakeExecutions(),
+        InMemorySecretStore(),
+        lambda: CONFIG,
+        FixedClock(NOW),
+        Ids(),
+        CountingMetrics(),
+        None,
+        auditor,
+    )
+    started = starter.start_manual("hello", {"ref": "main"}, "key-1", "dave")
+    again = starter.start_manual("hello", {"ref": "main"}, "key-1", "dave")
+    assert again.status == 200
+    assert [(e.actor, e.action, e.target) for e in audit.entries[4:]] == [
+        ("dave", "release.start", f"release/{started.body['release_id']}")
+    ]
