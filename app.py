@@ -292,6 +292,9 @@ def release_build_log(release_id: str) -> Response:
 
 
 NOTIFICATION_QUEUE = "stagecoach-notifications"
+# One message takes at most ~55 s (11 targets, each given up on after one 5 s timeout): records that may not
+# finish before the function's timeout are handed back (partial batch response) rather than cut off.
+NOTIFICATION_RESERVE_MS = 60_000
 
 
 @app.on_sqs_message(queue=NOTIFICATION_QUEUE, batch_size=10)
@@ -299,7 +302,11 @@ NOTIFICATION_QUEUE = "stagecoach-notifications"
 def deliver_notifications(event: SQSEvent) -> dict[str, Any]:
     """Post release and stage events to commit-status providers, Slack and webhooks (partial batch failures)."""
     failures = []
+    context: Any = event.context
     for record in event:
+        if context.get_remaining_time_in_millis() < NOTIFICATION_RESERVE_MS:
+            failures.append({"itemIdentifier": record.to_dict().get("messageId", "")})
+            continue
         try:
             result = bootstrap.notification_worker().handle(record.body)
             bootstrap.logger().info("notification", extra={"result": result})

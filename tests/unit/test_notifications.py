@@ -638,3 +638,18 @@ def test_day2_operations_approvals_and_manual_releases_are_audited_with_their_ac
     assert [(e.actor, e.action, e.target) for e in audit.entries[4:]] == [
         ("dave", "release.start", f"release/{started.body['release_id']}")
     ]
+
+
+def test_the_worker_hands_back_records_it_has_no_time_left_for() -> None:
+    """Partial batch response: with less than a message's worst case left, the rest go back to the queue."""
+    import app
+
+    class Nearly:
+        def get_remaining_time_in_millis(self) -> int:
+            return app.NOTIFICATION_RESERVE_MS - 1
+
+    records = [{"messageId": f"m{i}", "receiptHandle": f"h{i}", "body": "{}"} for i in range(3)]
+    answer = app.deliver_notifications({"Records": records}, Nearly())
+    assert answer == {
+        "batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
+    }
