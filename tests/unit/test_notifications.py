@@ -553,6 +553,29 @@ def test_release_ended_is_published_when_settled_and_again_until_it_is() -> None
     assert publisher.ids() == [f"{r1}.succeeded"] and r1 not in world.releases.started()
 
 
+def test_redelivered_enter_and_approval_messages_publish_the_same_events_again() -> None:
+    """A coordinator that died between its lane write and publishing gets its FIFO message again: same ids."""
+    world = World()
+    publisher = RecordingPublisher()
+    world.coordinator._events = publisher
+    r1 = world.release(1)
+    body = {
+        "op": "enter",
+        "token": "T1",
+        "release_id": r1,
+        "stage": "prod",
+        "cfn_stack_name": "hello--prod",
+        "role_arn": "arn:role",
+        "approval": True,
+        "execution_name": f"exec-{r1}",
+        "deploy_timeout_seconds": 600,
+    }
+    approval = {"op": "approval", "token": "T2", "release_id": r1, "stage": "prod", "cfn_stack_name": "hello--prod"}
+    for message in (body, body, approval, approval):
+        world.coordinator.handle(json.dumps(message))
+    assert publisher.ids() == [f"{r1}.prod.preparing"] * 2 + [f"{r1}.prod.awaiting_approval"] * 2
+
+
 def test_a_redelivered_leave_publishes_the_recorded_stage_outcome_again() -> None:
     world = World()
     publisher = RecordingPublisher()
