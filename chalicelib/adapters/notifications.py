@@ -75,10 +75,12 @@ class UrllibSender:
                 response.read(65536)
                 return HttpResult(response.status, response.headers.get("Retry-After"), None, took())
         except urllib.error.HTTPError as error:
+            answer = b""
             with contextlib.suppress(Exception):
-                error.read(65536)
+                answer = error.read(65536)
             retry_after = error.headers.get("Retry-After") if error.headers else None
-            return HttpResult(error.code, retry_after, f"HTTP {error.code}", took())
+            text = answer[:1000].decode("utf-8", "replace")
+            return HttpResult(error.code, retry_after, f"HTTP {error.code}", took(), text)
         except (urllib.error.URLError, OSError, ValueError) as error:
             reason = getattr(error, "reason", error)
             return HttpResult(None, None, f"{type(error).__name__}: {reason}"[:300], took())

@@ -369,7 +369,8 @@ def describe(event: Event) -> str:
 
 # commit status state per provider for each stage status
 _GITHUB = {"SUCCEEDED": "success", "FAILED": "failure", "BLOCKED": "failure"}
-_GITLAB = {"PREPARING": "running", "DEPLOYING": "running", "SUCCEEDED": "success", "FAILED": "failed"}
+# GitLab: running only while CloudFormation deploys (it refuses running → pending, see ``unchanged``).
+_GITLAB = {"DEPLOYING": "running", "SUCCEEDED": "success", "FAILED": "failed"}
 _GITLAB.update(BLOCKED="failed")
 _BITBUCKET = {"SUCCEEDED": "SUCCESSFUL", "FAILED": "FAILED", "BLOCKED": "FAILED"}
 _STOPPED = ("SUPERSEDED", "CANCELLED", "HELD")
@@ -542,6 +543,12 @@ def slack_request(target: Notification, event: Event, ctx: Context) -> OutboundR
 def wants(target: Notification, event: Event) -> bool:
     """The target asked for this kind of event."""
     return event.type in target.events
+
+
+def unchanged(target_type: str, status: int | None, body: str) -> bool:
+    """The provider refused a status it already has: GitLab answers 400 "Cannot transition status via
+    :enqueue from :pending" to pending → pending (and running → running); the commit shows the right state."""
+    return target_type == "commit-status:gitlab" and status == 400 and "Cannot transition status" in body
 
 
 def commit_status_wants(event: Event) -> bool:

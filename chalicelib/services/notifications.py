@@ -175,14 +175,18 @@ class NotificationWorker:
         error: str | None = None
         retry_after: str | None = None
         elapsed = 0
+        delivered = False
         for request in target.requests:
             result = self._sender.send(request)
             status, error, retry_after = result.status, result.error, result.retry_after
             elapsed += result.duration_ms
-            if status is None or not 200 <= status < 300:
+            delivered = status is not None and 200 <= status < 300
+            if n.unchanged(target.type, status, result.body):
+                delivered, error = True, "the commit already has that state"
+            if not delivered:
                 break
-        if status is not None and 200 <= status < 300:
-            record("delivered", status, None, elapsed)
+        if delivered:
+            record("delivered", status, error, elapsed)
             self._metrics.count("NotificationDelivered")
             return f"{target.key}: delivered"
         error = error or f"HTTP {status}"

@@ -283,6 +283,7 @@ class HttpResult:
     retry_after: str | None = None
     error: str | None = None
     duration_ms: int = 0
+    body: str = ""  # the start of the answer (a provider's error message)
 
 
 @dataclass(frozen=True)

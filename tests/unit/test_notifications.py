@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -170,6 +171,7 @@ def test_github_gets_one_status_per_stage_context() -> None:
     ("status", "github", "gitlab", "bitbucket", "server"),
     [
         ("WAITING", "pending", "pending", "INPROGRESS", "INPROGRESS"),
+        ("PREPARING", "pending", "pending", "INPROGRESS", "INPROGRESS"),
         ("DEPLOYING", "pending", "running", "INPROGRESS", "INPROGRESS"),
         ("AWAITING_APPROVAL", "pending", "pending", "INPROGRESS", "INPROGRESS"),
         ("SUCCEEDED", "success", "success", "SUCCESSFUL", "SUCCESSFUL"),
@@ -438,6 +440,22 @@ def test_a_refusal_is_not_retried() -> None:
     world.handle(world.event())
     assert not world.queue.retries and len(world.queue.dead) == 1
     assert [a.outcome for a in world.log.attempts if a.target == n.COMMIT_STATUS_KEY] == ["failed"]
+
+
+def test_gitlab_refusing_a_state_the_commit_already_has_is_not_a_failure() -> None:
+    refusal = 'Cannot transition status via :enqueue from :pending (Reason(s): Status cannot transition via "enqueue")'
+    world = Delivery(github=[HttpResult(400, body=json.dumps({"message": refusal}))])
+    world.stacks.stacks["hello"] = replace(
+        world.stack, commit_status=n.CommitStatus("gitlab", "https://api.github.com")
+    )
+    world.handle(n.release_started("hello", world.release_id, NOW))  # pending on every stage: each refused
+    attempt = next(a for a in world.log.attempts if a.target == n.COMMIT_STATUS_KEY)
+    assert (attempt.outcome, attempt.status_code) == ("delivered", 400)
+    assert len([r for r in world.sender.requests if "/statuses/" in r.url]) == 3  # dev, test, prod
+    assert not world.queue.dead and not world.queue.retries
+    world.sender.answers["https://api.github.com"] = [HttpResult(400, body='{"message": "state is invalid"}')]
+    world.handle(world.event("SUCCEEDED"))
+    assert len(world.queue.dead) == 1  # any other 400 is a refusal
 
 
 def test_events_of_a_deleted_stack_and_messages_that_are_not_events_are_dropped() -> None:
