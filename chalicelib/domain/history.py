@@ -92,8 +92,11 @@ def build_timeline(events: Sequence[dict[str, Any]], stage_names: Sequence[str])
 REDACTED = "***"
 
 
+TOKEN_KEYS = frozenset({"tasktoken", "token"})  # task_token, TaskToken, and the coordinator's "token"
+
+
 def _is_token_key(key: object) -> bool:
-    return isinstance(key, str) and key.replace("_", "").replace("-", "").lower() == "tasktoken"
+    return isinstance(key, str) and key.replace("_", "").replace("-", "").lower() in TOKEN_KEYS
 
 
 def _masked(value: Any, found: set[str]) -> Any:

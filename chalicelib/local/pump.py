@@ -162,23 +162,41 @@ class EventPump:
             self._tickers.append(Ticker("executions", 0.5, watcher.check))
 
     @classmethod
-    def for_app(cls, resources: LocalResources, sweep_seconds: float = 10.0) -> "EventPump":
+    def for_app(
+        cls, resources: LocalResources, sweep_seconds: float = 10.0, tap: Callable[[dict[str, Any]], None] | None = None
+    ) -> "EventPump":
         """Routes of the Stagecoach app: build requests → worker, stage requests → coordinator, build
-        events → handler; execution ends → reconciler; the sweeper every ``sweep_seconds``."""
+        events → handler; execution ends → reconciler; the sweeper every ``sweep_seconds``. ``tap`` sees
+        every event before its handler does (to record what travelled)."""
         import boto3
 
         import app as app_module
 
+        def tapped(handler: Handler) -> Handler:
+            if tap is None:
+                return handler
+
+            def deliver(event: dict[str, Any], context: Any) -> Any:
+                tap(event)
+                return handler(event, context)
+
+            return deliver
+
         routes = [
-            Route("build_worker", resources.build_queue_url, app_module.build_worker, sqs_event),
-            Route("coordinate_stages", resources.stage_queue_url, app_module.coordinate_stages, sqs_event),
-            Route("build_state_changed", resources.events_queue_url, app_module.build_state_changed, eventbridge_event),
+            Route("build_worker", resources.build_queue_url, tapped(app_module.build_worker), sqs_event),
+            Route("coordinate_stages", resources.stage_queue_url, tapped(app_module.coordinate_stages), sqs_event),
+            Route(
+                "build_state_changed",
+                resources.events_queue_url,
+                tapped(app_module.build_state_changed),
+                eventbridge_event,
+            ),
         ]
         session = boto3.session.Session()
         watcher = ExecutionWatcher(
             session.client("stepfunctions"),
             resources.state_machine_arn,
-            app_module.execution_status_changed,
+            tapped(app_module.execution_status_changed),
             resources.region,
         )
 

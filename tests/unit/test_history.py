@@ -102,6 +102,7 @@ def test_history_of_an_execution_that_never_started_is_none() -> None:
 
 
 TOKEN = "AQCEAAAAKgAAAAMAAAAAAAAAAf0f0FRK1pNm2x9mXoUVkLwEXAMPLEtoken"
+OTHER = "AQCEAAAAKgAAAAMAAAAAAAAAAcoordinatorToken"
 
 
 def test_raw_history_shows_no_task_token_wherever_it_is() -> None:
@@ -126,11 +127,17 @@ def test_raw_history_shows_no_task_token_wherever_it_is() -> None:
             "taskFailedEventDetails": {"error": "States.Timeout", "cause": f"token {TOKEN} expired"},
         },
         {"type": "TaskSubmitted", "taskSubmittedEventDetails": {"output": json.dumps({"TaskToken": TOKEN})}},
+        {
+            "type": "TaskScheduled",
+            "taskScheduledEventDetails": {
+                "parameters": json.dumps({"MessageBody": {"kind": "request_approval", "token": OTHER}}),
+            },
+        },
     ]
     redacted = redact_task_tokens(events)
     text = json.dumps(redacted)
-    assert TOKEN not in text
-    assert text.count("***") >= 4
+    assert TOKEN not in text and OTHER not in text
+    assert text.count("***") >= 5
     body = json.loads(json.loads(redacted[0]["taskScheduledEventDetails"]["parameters"])["MessageBody"])
     assert body == {"task_token": "***", "release_id": "r1", "clone_url": "https://***@host/a.git"}
     assert redacted[2]["taskFailedEventDetails"]["cause"] == "token *** expired"
