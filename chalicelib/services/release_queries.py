@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.errors import NotFoundError, ValidationError
-from ..domain.history import build_timeline
+from ..domain.history import release_timeline
 from ..domain.releases import RELEASE_STATUSES
 from .ports import ExecutionHistory, LogStore, ReleaseRepository, StackRepository
 from .release_views import release_summary, release_view
@@ -30,15 +30,21 @@ class ReleaseQueries:
         return release
 
     def history(self, release_id: str, raw: bool) -> dict[str, Any]:
-        """The execution's timeline (or its raw events), one entry per state."""
+        """The timeline (or the raw events) of the release's executions, one entry per state: a resumed
+        release's earlier executions first (``previous_executions``), then its current one."""
         release = self._release(release_id)
-        events = self._history.events(release.execution_arn)
-        if events is None:
-            return {"release_id": release_id, "execution_arn": release.execution_arn, "started": False, "events": []}
-        body: dict[str, Any] = {"release_id": release_id, "execution_arn": release.execution_arn, "started": True}
+        arns = [*release.previous_executions, release.execution_arn]
+        histories = [(arn, self._history.events(arn)) for arn in arns]
+        found = [(arn, events) for arn, events in histories if events is not None]
+        body: dict[str, Any] = {
+            "release_id": release_id,
+            "execution_arn": release.execution_arn,
+            "started": histories[-1][1] is not None,
+            "executions": [{"execution_arn": arn, "found": events is not None} for arn, events in histories],
+        }
         if raw:
-            return {**body, "events": events}
-        timeline = build_timeline(events, release.stages)
+            return {**body, "events": [{**event, "executionArn": arn} for arn, events in found for event in events]}
+        timeline = release_timeline(found, release.stages)
         return {**body, "events": [entry.to_dict() for entry in timeline]}
 
     def build_log(self, release_id: str) -> dict[str, Any]:

@@ -734,6 +734,17 @@ def test_resumed_release_skips_the_stages_it_already_deployed(world: AslWorld) -
     assert world.ssm_value("/hello/test/version") == SHA_2
     assert_lanes_free(world, ["dev", "test"])
 
+    from chalicelib import bootstrap
+
+    history = bootstrap.release_queries().history("rel-1", raw=False)
+    assert [e["execution_arn"] for e in history["executions"]] == [first, resumed]
+    names = [e["execution"] for e in history["events"]]
+    assert names.count("rel-1") and names == ["rel-1"] * names.count("rel-1") + ["rel-1-r2"] * names.count("rel-1-r2")
+    raw = bootstrap.release_queries().history("rel-1", raw=True)["events"]
+    starts = [i for i, e in enumerate(raw) if e["type"] == "ExecutionStarted"]
+    assert [raw[i]["executionArn"] for i in starts] == [first, resumed] and raw[-1]["type"] == "ExecutionSucceeded"
+    assert {e["executionArn"] for e in raw} == {first, resumed}
+
 
 def test_resumed_release_stopped_while_deploying_drains_its_new_change_set(world: AslWorld) -> None:
     world.create_stack("hello--dev", "dev")
