@@ -134,11 +134,13 @@ class ExecutionWatcher:
 
 @dataclass(frozen=True)
 class Ticker:
-    """``action`` every ``seconds`` on its own thread."""
+    """``action`` every ``seconds`` on its own thread, the first time ``first_after`` seconds after start
+    (default: ``seconds``)."""
 
     name: str
     seconds: float
     action: Callable[[], Any]
+    first_after: float | None = None
 
 
 class EventPump:
@@ -163,7 +165,8 @@ class EventPump:
     @classmethod
     def for_app(cls, resources: LocalResources, sweep_seconds: float = 10.0) -> "EventPump":
         """Routes of the Stagecoach app: build requests → worker, stage requests → coordinator, build
-        events → handler; execution ends → reconciler; the sweeper every ``sweep_seconds``."""
+        events → handler; execution ends → reconciler; the sweeper at once (after a restart, releases that
+        were running resume now) and then every ``sweep_seconds``."""
         import boto3
 
         import app as app_module
@@ -184,7 +187,7 @@ class EventPump:
         def sweep() -> Any:
             return app_module.sweep_pending_releases(scheduled_event(resources.region), lambda_context("sweep"))
 
-        return cls(routes, session.client("sqs"), [Ticker("sweeper", sweep_seconds, sweep)], watcher)
+        return cls(routes, session.client("sqs"), [Ticker("sweeper", sweep_seconds, sweep, first_after=0)], watcher)
 
     def start(self) -> None:
         """Start polling."""
@@ -198,7 +201,9 @@ class EventPump:
             self._threads.append(thread)
 
     def _tick(self, ticker: Ticker) -> None:
-        while not self._stop.wait(ticker.seconds):
+        wait = ticker.seconds if ticker.first_after is None else ticker.first_after
+        while not self._stop.wait(wait):
+            wait = ticker.seconds
             try:
                 ticker.action()
             except Exception:
