@@ -469,6 +469,7 @@ class StateStore:
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
         self._execution_dirs: set[Path] = set()
+        self._warned: set[str] = set()
 
     # -- lifecycle --
 
@@ -509,6 +510,8 @@ class StateStore:
         try:
             with self.exclusion.exclusive():
                 self._write_snapshot()
+        except Exception as exc:
+            self.warn(f"could not write the last snapshot, the latest changes are not kept ({exc!r})")
         finally:
             self.recording = False
             if _store is self:
@@ -561,8 +564,8 @@ class StateStore:
                 self.journal.sync()
                 if self.journal.size > max(COMPACT_MIN_BYTES, COMPACT_GROWTH * self._compacted_size):
                     self._compact()
-            except Exception as exc:  # keep syncing; say why once per failure
-                print(f"stagecoach: state directory: {exc}", file=sys.stderr)
+            except Exception as exc:  # keep syncing; say why
+                self.warn(f"could not sync or compact the journal ({exc!r})")
 
     # -- restore --
 
@@ -616,8 +619,10 @@ class StateStore:
         try:
             record = self._loads(payload)
         except FileNotFoundError as exc:  # an object whose body file was removed by hand: the rest comes back
-            print(f"stagecoach: state directory: an S3 object is lost, its body is missing ({exc.filename})",
-                  file=sys.stderr)
+            print(
+                f"stagecoach: state directory: an S3 object is lost, its body is missing ({exc.filename})",
+                file=sys.stderr,
+            )
             return
         kind = record[0]
         if kind == "item":
@@ -665,14 +670,28 @@ class StateStore:
             if self._persisted >= generation:
                 return
             target = self._generation
-            self._write_snapshot()
+            try:
+                self._write_snapshot()
+            except Exception as exc:  # the request still answers; the next change tries again
+                self.warn(f"could not write the snapshot, the emulator's latest changes are not kept yet ({exc!r})")
+                return
             self._persisted = target
 
     def record(self, records: list[tuple[Any, ...]]) -> None:
         """Append item or object records (their bodies go to blobs first)."""
-        payloads = [self._dumps(r)[0] for r in records]
-        self.journal.append(payloads)
+        try:
+            payloads = [self._dumps(r)[0] for r in records]
+            self.journal.append(payloads)
+        except Exception as exc:  # the request still answers (the change is made); a restart would miss it
+            self.warn(f"could not journal a write, a restart would lose it ({exc!r})")
+            return
         self.costs.journal_records += len(payloads)
+
+    def warn(self, message: str) -> None:
+        """One line on stderr, once per distinct message."""
+        if message not in self._warned:
+            self._warned.add(message)
+            print(f"stagecoach: state directory {self.directory}: {message}", file=sys.stderr, flush=True)
 
     def _dumps(self, value: Any) -> tuple[bytes, set[str]]:
         import io
@@ -1144,7 +1163,7 @@ def _install_histories() -> None:
             try:
                 store.execution_event(arn, self._history_event_list[-1])
             except OSError as exc:  # the execution goes on; its kept history misses this event
-                print(f"stagecoach: could not keep a history event of {arn}: {exc}", file=sys.stderr)
+                store.warn(f"could not keep the history of an execution ({exc!r})")
 
     EventManager._publish_history_event = publish  # type: ignore[method-assign]
 
