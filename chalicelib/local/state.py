@@ -488,7 +488,10 @@ class StateStore:
             self._restore()
             self.costs.restore_seconds = _clock() - started
             self.journal.open()
-            self._compact()
+            if self.costs.restored_records > _live_count():  # records that later ones replaced
+                self._compact()
+            else:
+                self._compacted_size = self.journal.size
             self._write_snapshot()
         except BaseException:
             self.journal.close()
@@ -866,6 +869,14 @@ def _item_record(table: Any, hash_key: Any, range_key: Any) -> tuple[Any, ...]:
 def _object_record(bucket: Any, key_name: str) -> tuple[Any, ...]:
     versions = dict.get(bucket.keys, key_name)
     return ("object", bucket.account_id, bucket.partition, bucket.name, key_name, list(versions) if versions else None)
+
+
+def _live_count() -> int:
+    """How many records a compacted journal holds (items and object keys)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    tables = [t for _a, _r, b in dynamodb_backends.iter_backends() for t in b.tables.values()]  # type: ignore[attr-defined]
+    return sum(len(t) for t in tables) + sum(len(dict.keys(b.keys)) for b in _buckets())
 
 
 def _live_records() -> Iterator[tuple[Any, ...]]:

@@ -240,3 +240,20 @@ def test_a_directory_written_by_another_version_is_refused_with_the_fix(tmp_path
     with mock_aws(), pytest.raises(StartupError, match="run make run RESET=1 to start empty"):
         StateStore(tmp_path).open()
     StateStore(tmp_path).open(reset=True).close()  # the fix it names works
+
+
+def test_the_journal_is_compacted_in_the_background_as_it_grows(tmp_path: Path, monkeypatch: Any) -> None:
+    from chalicelib.local import state
+
+    monkeypatch.setattr(state, "COMPACT_MIN_BYTES", 20_000)
+    key = {"pk": {"S": "STACK#a"}, "sk": {"S": "#STACK"}}
+    with emulator(tmp_path) as (store, resources):
+        ddb = client("dynamodb")
+        compacted = store.costs.compactions
+        for n in range(300):  # one item written over and over: the journal grows, the live data does not
+            ddb.put_item(TableName=resources.table, Item={**key, "n": {"N": str(n)}, "pad": {"S": "x" * 100}})
+        assert wait_for(lambda: store.costs.compactions, lambda count: count > compacted) > compacted
+        assert store.journal.size < 20_000
+        ddb.put_item(TableName=resources.table, Item={**key, "n": {"N": "300"}})  # appended after the compaction
+    with emulator(tmp_path) as (_store, resources):
+        assert items(resources.table) == [{**key, "n": {"N": "300"}}]
