@@ -183,11 +183,17 @@ class Journal:
             self._unsynced = False
 
     def sync(self) -> None:
-        """fsync what was appended since the last sync (a power loss then loses nothing before it)."""
+        """fsync what was appended since the last sync (a power loss then loses nothing before it); appends
+        go on meanwhile."""
         with self._lock:
-            if self._unsynced and self._fd >= 0:
-                os.fsync(self._fd)
-                self._unsynced = False
+            if not self._unsynced or self._fd < 0:
+                return
+            fd = os.dup(self._fd)  # stays valid if the journal is replaced meanwhile
+            self._unsynced = False
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Sync and close."""
