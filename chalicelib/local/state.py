@@ -628,10 +628,7 @@ class StateStore:
         try:
             record = self._loads(payload)
         except FileNotFoundError as exc:  # an object whose body file was removed by hand: the rest comes back
-            print(
-                f"stagecoach: state directory: an S3 object is lost, its body is missing ({exc.filename})",
-                file=sys.stderr,
-            )
+            self.warn(f"an S3 object is lost, its body is missing ({exc.filename})")
             return
         kind = record[0]
         if kind == "item":
