@@ -7,7 +7,15 @@ from typing import Any
 from chalice.app import Chalice, CloudWatchEvent, IAMAuthorizer, Rate, Request, Response, SQSEvent
 
 from chalicelib import bootstrap
-from chalicelib.http import http_middleware, json_response, maps_errors, parse_json
+from chalicelib.http import (
+    WEBHOOK_CONTENT_TYPES,
+    http_middleware,
+    json_response,
+    maps_errors,
+    openapi_response,
+    parse_json,
+)
+from chalicelib.services.release_queries import parse_flag
 
 app = Chalice(app_name="stagecoach", configure_logs=False)
 app.register_middleware(http_middleware(bootstrap.logger, bootstrap.flush_metrics), "http")
@@ -32,8 +40,9 @@ def _body() -> Any:
 
 
 def _optional_body() -> Any:
+    """The JSON body, or ``{}`` when there is none (a JSON ``null`` stays None: not an object)."""
     raw = _raw()
-    return parse_json(raw) if raw else None
+    return parse_json(raw) if raw else {}
 
 
 def _query(name: str) -> str | None:
@@ -52,6 +61,12 @@ def _actor() -> str:
 def health() -> dict[str, Any]:
     """Liveness: the process serves requests."""
     return {"status": "ok", "service": "stagecoach"}
+
+
+@app.route("/openapi.yaml", methods=["GET"])
+def openapi_document() -> Response:
+    """The OpenAPI 3.1 document of this API (docs/openapi.yaml)."""
+    return openapi_response()
 
 
 @app.route("/stacks", methods=["POST"], authorizer=IAM_AUTH)
@@ -83,7 +98,7 @@ def patch_stack(stack_id: str) -> Response:
 
 
 def _force() -> bool:
-    return (_query("force") or "").lower() in ("1", "true", "yes")
+    return parse_flag(_query("force"), "force")
 
 
 @app.route("/stacks/{stack_id}", methods=["DELETE"], authorizer=IAM_AUTH)
@@ -112,9 +127,28 @@ def update_stage(stack_id: str, stage: str) -> Response:
 @maps_errors
 def remove_stage(stack_id: str, stage: str) -> Response:
     """Remove a stage (never the last; ``?force=true`` cancels the releases still to deploy it)."""
-    return json_response(
-        bootstrap.stack_service().remove_stage(stack_id, stage, _optional_body(), _force(), _actor())
-    )
+    return json_response(bootstrap.stack_service().remove_stage(stack_id, stage, _optional_body(), _force(), _actor()))
+
+
+@app.route("/stacks/{stack_id}/stages/{stage}/deployments", methods=["POST"], authorizer=IAM_AUTH)
+@maps_errors
+def promote_to_stage(stack_id: str, stage: str) -> Response:
+    """Deploy a release's build to one stage (``{"release_id": R}``): a promote, or a redeploy of what it runs."""
+    return json_response(bootstrap.deployment_service().promote(stack_id, stage, _body(), _actor()), 202)
+
+
+@app.route("/stacks/{stack_id}/stages/{stage}/rollback", methods=["POST"], authorizer=IAM_AUTH)
+@maps_errors
+def roll_back_stage(stack_id: str, stage: str) -> Response:
+    """Deploy an earlier release's build to one stage and pin it (``{"release_id"?, "reason"}``)."""
+    return json_response(bootstrap.deployment_service().rollback(stack_id, stage, _body(), _actor()), 202)
+
+
+@app.route("/stacks/{stack_id}/stages/{stage}/pin", methods=["DELETE"], authorizer=IAM_AUTH)
+@maps_errors
+def unpin_stage(stack_id: str, stage: str) -> Response:
+    """Unpin a stage: automatic releases deploy it again."""
+    return json_response(bootstrap.deployment_service().unpin(stack_id, stage, _actor()))
 
 
 @app.route("/stacks/{stack_id}/webhook/rotate", methods=["POST"], authorizer=IAM_AUTH)
@@ -122,9 +156,6 @@ def remove_stage(stack_id: str, stage: str) -> Response:
 def rotate_webhook_secret(stack_id: str) -> Response:
     """A new webhook secret, shown once; the previous one keeps working for an hour."""
     return json_response(bootstrap.stack_service().rotate_webhook_secret(stack_id))
-
-
-WEBHOOK_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded"]
 
 
 def _webhook(provider: str, stack_id: str) -> Response:
@@ -249,9 +280,8 @@ def reject_stage(release_id: str, stage: str) -> Response:
 @app.route("/releases/{release_id}/history", methods=["GET"], authorizer=IAM_AUTH)
 @maps_errors
 def release_history(release_id: str) -> Response:
-    """A timeline of the release's execution (``?raw=true`` for the Step Functions events)."""
-    raw = (_query("raw") or "").lower() in ("1", "true", "yes")
-    return json_response(bootstrap.release_queries().history(release_id, raw))
+    """A timeline of the release's execution (``?raw=true`` for the Step Functions events, task tokens redacted)."""
+    return json_response(bootstrap.release_queries().history(release_id, _query("raw")))
 
 
 @app.route("/releases/{release_id}/build-log", methods=["GET"], authorizer=IAM_AUTH)

@@ -6,6 +6,8 @@ push_to_done_s: seconds from the webhook's 202 to a 4-stage release SUCCEEDED (n
   trivial buildspec), through the real HTTP API, event pump and local builder.
 events_while_waiting: history events added to a release while it waits --wait seconds (default 60)
   for a stage another release holds (QUEUED stack, the holder waits for its approval); goal <= 10.
+rollback_s: seconds from POST .../stages/prod/rollback to prod SUCCEEDED on the earlier build (no build,
+  embedded mode); goal <= 2.
 """
 
 from __future__ import annotations
@@ -137,6 +139,24 @@ def events_while_waiting(url: str, aws_url: str, repo: Path, seconds: float) -> 
     return after - before, after
 
 
+def rollback_seconds(url: str) -> float:
+    """Roll the bench stack's last stage back to the release before its current one; seconds to SUCCEEDED."""
+    stage = STAGES[-1]
+    t0 = time.perf_counter()
+    status, answer = http("POST", f"{url}/stacks/bench/stages/{stage}/rollback", {"reason": "bench"})
+    assert status == 202, answer
+    deadline = t0 + 60
+    while time.perf_counter() < deadline:
+        _, release = http("GET", f"{url}/releases/{answer['release_id']}")
+        if release["status"] not in ("PENDING", "RUNNING"):
+            assert release["status"] == "SUCCEEDED", release
+            elapsed = time.perf_counter() - t0
+            http("DELETE", f"{url}/stacks/bench/stages/{stage}/pin")
+            return elapsed
+        time.sleep(0.02)
+    raise TimeoutError("the rollback did not end in 60 s")
+
+
 def main() -> int:
     """Print the figures."""
     parser = argparse.ArgumentParser()
@@ -161,6 +181,7 @@ def main() -> int:
             elapsed, release = push_and_wait(plane.url, secret, new_commit(repo, n))
             times.append(elapsed)
             update_counts = transitions_per_stage(plane.aws_url, release["execution_arn"])
+        rollbacks = [rollback_seconds(plane.url) for _ in range(3)]
         added, total = events_while_waiting(plane.url, plane.aws_url, repo, args.wait)
     print(f"stages: {len(STAGES)}, releases timed: {args.releases} (+1 creating the stacks: {first_time:.2f} s)")
     print(f"transitions per stage, creating stacks: {create_counts}; updating: {update_counts}")
@@ -168,6 +189,8 @@ def main() -> int:
     print(f"transitions_per_stage: {max(update_counts)}")
     print(f"push_to_done_s: {statistics.median(times):.2f}")
     print(f"events_while_waiting: {added} (over {args.wait:.0f} s; {total} events in that release's history)")
+    print(f"rollback_s_all: {', '.join(f'{t:.2f}' for t in rollbacks)}")
+    print(f"rollback_s: {statistics.median(rollbacks):.2f}")
     return 0
 
 

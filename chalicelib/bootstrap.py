@@ -21,11 +21,12 @@ if TYPE_CHECKING:  # imported lazily at run time (cold start)
     from chalicelib.adapters.lanes_dynamo import DynamoLaneStore
     from chalicelib.adapters.metrics import PowertoolsMetrics
     from chalicelib.adapters.releases_dynamo import DynamoReleaseRepository
-    from chalicelib.adapters.secrets import SecretsManagerStore
+    from chalicelib.adapters.secrets import SecretsManagerCloneCredentials, SecretsManagerStore
     from chalicelib.adapters.stacks_dynamo import DynamoStackRepository
     from chalicelib.domain.releases import PipelineConfig
     from chalicelib.services.approvals import ApprovalService
     from chalicelib.services.builds import BuildService
+    from chalicelib.services.deployments import DeploymentService
     from chalicelib.services.ports import Builder
     from chalicelib.services.recovery import Reconciler
     from chalicelib.services.release_queries import ReleaseQueries
@@ -96,6 +97,14 @@ def secret_store() -> SecretsManagerStore:
 
 
 @functools.cache
+def clone_credentials() -> SecretsManagerCloneCredentials:
+    """Clone URL credentials in Secrets Manager (in the form CodeBuild reads)."""
+    from chalicelib.adapters.secrets import SecretsManagerCloneCredentials
+
+    return SecretsManagerCloneCredentials(lambda: client("secretsmanager"), settings().clone_secret_prefix)
+
+
+@functools.cache
 def executions() -> StepFunctionsExecutions:
     """The release state machine."""
     from chalicelib.adapters.executions import StepFunctionsExecutions
@@ -139,7 +148,14 @@ def stack_service() -> StackService:
     from chalicelib.services.stacks import StackService
 
     return StackService(
-        stack_repository(), secret_store(), lane_store(), release_repository(), now_iso, new_id, reconciler
+        stack_repository(),
+        secret_store(),
+        clone_credentials(),
+        lane_store(),
+        release_repository(),
+        now_iso,
+        new_id,
+        reconciler,
     )
 
 
@@ -167,6 +183,23 @@ def stage_coordinator() -> StageCoordinator:
 
     return StageCoordinator(
         lane_store(), release_repository(), stack_repository(), cloudformation(), callbacks(), now_iso, metrics()
+    )
+
+
+@functools.cache
+def deployment_service() -> DeploymentService:
+    """Promote, redeploy, roll back and pin stages."""
+    from chalicelib.services.deployments import DeploymentService
+
+    return DeploymentService(
+        stack_repository(),
+        release_repository(),
+        lane_store(),
+        executions(),
+        pipeline_config,
+        now_iso,
+        new_id,
+        metrics(),
     )
 
 
@@ -225,6 +258,7 @@ def build_service() -> BuildService:
         builder(),
         release_repository(),
         callbacks(),
+        clone_credentials(),
         lambda: settings().artifact_bucket,
         lambda: settings().region,
         now_iso,

@@ -21,6 +21,7 @@ class Settings:
     build_timeout_seconds: int
     deploy_timeout_seconds: int
     secret_prefix: str
+    clone_secret_prefix: str
     default_cfn_role_arn: str
     region: str
 
@@ -40,6 +41,7 @@ class Settings:
             build_timeout_seconds=int(env.get("STAGECOACH_BUILD_TIMEOUT_SECONDS", "3600")),
             deploy_timeout_seconds=int(env.get("STAGECOACH_DEPLOY_TIMEOUT_SECONDS", "3600")),
             secret_prefix=env.get("STAGECOACH_SECRET_PREFIX", "stagecoach/webhooks/"),
+            clone_secret_prefix=env.get("STAGECOACH_CLONE_SECRET_PREFIX", "stagecoach/clone/"),
             default_cfn_role_arn=env.get(
                 "STAGECOACH_DEFAULT_CFN_ROLE_ARN", "arn:aws:iam::123456789012:role/stagecoach-cfn"
             ),

@@ -13,6 +13,7 @@ from chalicelib.domain.lanes import Lane
 from chalicelib.domain.releases import ACTIVE, Release, StageRun
 from chalicelib.domain.stacks import Stack
 from chalicelib.services.ports import ExecutionState, LaneChange, Page, StageState
+from chalicelib.services.stacks import StackService
 
 
 class InMemoryStackRepository:
@@ -107,6 +108,27 @@ class InMemorySecretStore:
 
     def delete(self, stack_id: str) -> None:
         self.values.pop(stack_id, None)
+
+
+class InMemoryCloneCredentials:
+    """CloneCredentialStore in a dict: stack id -> (provider, public clone URL, user info)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, tuple[str, str, str]] = {}
+
+    def put(self, stack_id: str, provider: str, clone_url: str, userinfo: str) -> None:
+        self.stored[stack_id] = (provider, clone_url, userinfo)
+
+    def get(self, stack_id: str) -> Any | None:
+        from chalicelib.domain.builds import SourceCredentials
+
+        found = self.stored.get(stack_id)
+        if found is None:
+            return None
+        return SourceCredentials(userinfo=found[2], reference=f"arn:aws:secretsmanager:::secret:clone/{stack_id}")
+
+    def delete(self, stack_id: str) -> None:
+        self.stored.pop(stack_id, None)
 
 
 class InMemoryReleaseRepository:
@@ -423,3 +445,27 @@ class InMemoryBuildRecords:
         self.builds[release_id] = build
         if resolved_sha and not self.shas.get(release_id):
             self.shas[release_id] = resolved_sha
+
+
+def stack_service(
+    stacks: InMemoryStackRepository | None = None,
+    credentials: InMemoryCloneCredentials | None = None,
+    lanes: InMemoryLaneStore | None = None,
+    releases: InMemoryReleaseRepository | None = None,
+    uid: str | None = None,
+    now: str = "2026-11-27T12:00:00.000Z",
+) -> StackService:
+    """A StackService on in-memory fakes (``uid``: every stack gets that uid, else a new one each)."""
+    stacks = stacks if stacks is not None else InMemoryStackRepository()
+    releases = releases if releases is not None else InMemoryReleaseRepository()
+    lanes = lanes if lanes is not None else InMemoryLaneStore(stacks, releases)
+    ids = Ids()
+    return StackService(
+        stacks,
+        InMemorySecretStore(),
+        credentials if credentials is not None else InMemoryCloneCredentials(),
+        lanes,
+        releases,
+        FixedClock(now),
+        (lambda prefix: uid) if uid is not None else (lambda prefix: ids()),
+    )

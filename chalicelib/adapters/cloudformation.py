@@ -85,7 +85,12 @@ class BotoCloudFormation:
         """DescribeChangeSet (every page of changes)."""
         client = self._client()
         changes: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"StackName": stack_name, "ChangeSetName": change_set_name}
+        # IncludePropertyValues: the before and after values of each changed property, for the approver
+        kwargs: dict[str, Any] = {
+            "StackName": stack_name,
+            "ChangeSetName": change_set_name,
+            "IncludePropertyValues": True,
+        }
         while True:
             try:
                 page = client.describe_change_set(**kwargs)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from chalicelib.domain.builds import BUILD_DIRECTORY, BuildRequest
+from chalicelib.domain import clone_urls
+from chalicelib.domain.builds import BUILD_DIRECTORY, BuildRequest, SourceCredentials
 
 SOURCE_TYPES = {"github.com": "GITHUB", "bitbucket.org": "BITBUCKET", "gitlab.com": "GITLAB"}
 
@@ -24,17 +25,25 @@ class CodeBuildBuilder:
         self._project = project
         self._bucket = artifact_bucket
 
-    def start(self, request: BuildRequest) -> str:
-        """StartBuild with the release's source, buildspec, environment and artifact location."""
+    def start(self, request: BuildRequest, credentials: SourceCredentials | None) -> str:
+        """StartBuild with the release's source, buildspec, environment and artifact location.
+
+        Clone credentials are named (the secret's ARN in ``sourceAuthOverride``), never passed.
+        """
         environment = [
             {"name": name, "value": value, "type": "PLAINTEXT"}
             for name, value in request.environment(self._bucket).items()
         ]
+        location = clone_urls.without_userinfo(request.clone_url)
+        source_auth: dict[str, Any] = {}
+        if credentials is not None:
+            source_auth["sourceAuthOverride"] = {"type": "SECRETS_MANAGER", "resource": credentials.reference}
         response = self._client.start_build(
+            **source_auth,
             projectName=self._project,
             sourceVersion=request.source_version,
-            sourceTypeOverride=source_type(request.clone_url),
-            sourceLocationOverride=request.clone_url,
+            sourceTypeOverride=source_type(location),
+            sourceLocationOverride=location,
             buildspecOverride=request.buildspec_path,
             environmentVariablesOverride=environment,
             artifactsOverride={

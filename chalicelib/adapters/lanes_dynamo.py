@@ -6,6 +6,7 @@ check that the stack is still the one the release belongs to (same ``uid``), and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.domain.errors import ConflictError
-from chalicelib.domain.lanes import Contender, Deployed, Holder, Lane, Target
+from chalicelib.domain.lanes import Contender, Deployed, Holder, Lane, Pin, Target
 from chalicelib.domain.stacks import Stack
 from chalicelib.services.ports import LaneChange, StageState
 
@@ -69,20 +70,29 @@ def lane_from_model(stack_id: str, stage: str, item: LaneModel | None) -> Lane:
             since=w["since"],
             target=_target(w.get("target")) or Target("", ""),
             approval=bool(w.get("approval")),
+            explicit=bool(w.get("explicit")),
+            rollback=bool(w.get("rollback")),
         )
         for w in (json.loads(item.waiters_json) if item.waiters_json else [])
     )
     current = plain(item.current_release) if item.current_release is not None else None
-    deployed = None
-    if current and current.get("release_id"):
-        deployed = Deployed(
-            release_id=current["release_id"],
-            order=current.get("order", ""),
-            sha=current.get("sha", ""),
-            message=current.get("message", ""),
-            deployed_at=current.get("deployed_at", ""),
-        )
-    return Lane(stack_id, stage, holder, waiters, deployed, int(item.lane_version or 0))
+    deployed = _deployed(current) if current and current.get("release_id") else None
+    history = tuple(_deployed(d) for d in (json.loads(item.history_json) if item.history_json else []))
+    pin_data = plain(item.pin) if item.pin is not None else None
+    pinned = None
+    if pin_data:
+        pinned = Pin(**{k: str(pin_data.get(k, "")) for k in ("release_id", "sha", "by", "at", "reason")})
+    return Lane(stack_id, stage, holder, waiters, deployed, int(item.lane_version or 0), history, pinned)
+
+
+def _deployed(data: dict[str, Any]) -> Deployed:
+    return Deployed(
+        release_id=data["release_id"],
+        order=data.get("order", ""),
+        sha=data.get("sha", ""),
+        message=data.get("message", ""),
+        deployed_at=data.get("deployed_at", ""),
+    )
 
 
 def _state(stack_id: str, stage: str, item: LaneModel) -> StageState:
@@ -120,6 +130,8 @@ def _waiters_json(waiters: tuple[Contender, ...]) -> str | None:
                 "token": w.token,
                 "since": w.since,
                 "approval": w.approval,
+                "explicit": w.explicit,
+                "rollback": w.rollback,
                 "target": _target_json(w.target),
             }
             for w in waiters
@@ -192,6 +204,8 @@ class DynamoLaneStore:
             "holder_json": _holder_json(lane.holder),
             "waiters_json": _waiters_json(lane.waiters),
             "current_release": _deployed_map(lane.deployed),
+            "history_json": json.dumps([_deployed_map(d) for d in lane.history]) if lane.history else None,
+            "pin": None if lane.pin is None else dataclasses.asdict(lane.pin),
             "status": lane.holder.phase if lane.holder else (change.last_outcome or None),
             "lane_version": lane.version + 1,
             "updated_at": change.now or None,

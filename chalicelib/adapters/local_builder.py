@@ -21,9 +21,13 @@ failed build; it returns a ``LocalBuildResult`` with status ``SUCCEEDED``, ``FAI
   ``failed_phase`` the first failed phase.
 - UPLOAD_ARTIFACTS: only when every phase succeeded; each selected file is passed to
   ``upload(key, content)``. An ``artifacts`` section that matches no file fails this phase.
-- Environment of commands: this process's environment, then ``env.variables`` of the buildspec,
-  then the request env, then ``CODEBUILD_*`` (``CODEBUILD_BUILD_ID``, ``CODEBUILD_SRC_DIR``,
-  ``CODEBUILD_RESOLVED_SOURCE_VERSION``, ``CODEBUILD_SOURCE_VERSION``, ``CODEBUILD_CI``).
+- Environment of commands: a minimal one, never this process's (which holds the control plane's
+  settings and credentials): ``PATH``, ``HOME``, ``LANG`` and ``AWS_REGION``/``AWS_DEFAULT_REGION``
+  as CodeBuild sets them, then ``env.variables`` of the buildspec, then the request env, then
+  ``CODEBUILD_*`` (``CODEBUILD_BUILD_ID``, ``CODEBUILD_SRC_DIR``, ``CODEBUILD_RESOLVED_SOURCE_VERSION``,
+  ``CODEBUILD_SOURCE_VERSION``, ``CODEBUILD_CI``). ``git`` gets the same minimal environment.
+- Clone URL credentials (``https://user:token@host/...``) are used to clone and shown nowhere: the
+  log replaces them (and each part of 8 characters or more) with ``***``.
 - ``timeout_seconds`` bounds the whole build (clone included): the running process group gets
   SIGTERM, then SIGKILL, and the build is TIMED_OUT with ``failed_phase`` the running phase.
 - The temp dir is always removed.
@@ -100,9 +104,32 @@ class _PhaseFailed(Exception):
         self.message = message
 
 
+# Variables of the build's environment taken from this process (CodeBuild's image sets their like).
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 def redact_url(url: str) -> str:
     """Hide credentials in ``https://user:token@host/...``."""
     return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", url)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` with the credentials of ``url`` (and each long part of them) shown as ``***``."""
+    for secret in _url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def base_environment() -> dict[str, str]:
+    """The environment every build process starts from: a few variables of this process, nothing else."""
+    env = {name: os.environ[name] for name in INHERITED_VARIABLES if os.environ.get(name)}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("LANG", "C.UTF-8")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
+    return env
 
 
 @dataclass
@@ -253,7 +280,7 @@ class LocalBuilder:
         if not request.sha or request.sha.startswith("-") or any(c.isspace() for c in request.sha):
             raise _PhaseFailed("CLIENT_ERROR", f"invalid source version {request.sha!r}")
 
-        git_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+        git_env = {**base_environment(), "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
         src = str(build.src_dir)
         log.container(f"Cloning {redact_url(request.clone_url)}")
         rc = self._exec(
@@ -376,7 +403,7 @@ class LocalBuilder:
 
     def _command_env(self, build: _Build, spec: BuildSpec, resolved: str) -> dict[str, str]:
         request = build.request
-        env = dict(os.environ)
+        env = base_environment()
         env.update(spec.env_variables)
         env.update({str(k): str(v) for k, v in request.env.items()})
         env.update(

@@ -13,10 +13,11 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from chalicelib.domain.builds import BuildRequest
+from chalicelib.domain import clone_urls
+from chalicelib.domain.builds import BuildRequest, SourceCredentials
 from chalicelib.domain.clock import now_iso
 
-from .local_builder import LocalBuilder, LocalBuildRequest, LocalBuildResult
+from .local_builder import LocalBuilder, LocalBuildRequest, LocalBuildResult, redact_text
 
 log = logging.getLogger(__name__)
 PROJECT = "stagecoach-local"
@@ -79,22 +80,23 @@ class LocalCodeBuild:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="local-build")
         self.running: dict[str, Future[None]] = {}
 
-    def start(self, request: BuildRequest) -> str:
-        """Start the build on a thread; returns its id at once."""
+    def start(self, request: BuildRequest, credentials: SourceCredentials | None) -> str:
+        """Start the build on a thread; returns its id at once. The clone URL gets its credentials back here."""
         build_id = f"{PROJECT}:{uuid.uuid4()}"
-        self.running[build_id] = self._pool.submit(self._build, build_id, request)
+        clone_url = clone_urls.with_credentials(request.clone_url, credentials.userinfo) if credentials else None
+        self.running[build_id] = self._pool.submit(self._build, build_id, request, clone_url or request.clone_url)
         return build_id
 
-    def _build(self, build_id: str, request: BuildRequest) -> None:
+    def _build(self, build_id: str, request: BuildRequest, clone_url: str) -> None:
         try:
-            self._build_and_announce(build_id, request)
+            self._build_and_announce(build_id, request, clone_url)
         except Exception:  # nothing else would notice: the release would wait for its build timeout
             log.exception("local build %s could not be completed or announced", build_id)
             raise
         finally:
             self.running.pop(build_id, None)
 
-    def _build_and_announce(self, build_id: str, request: BuildRequest) -> None:
+    def _build_and_announce(self, build_id: str, request: BuildRequest, clone_url: str) -> None:
         prefix = request.artifact_prefix
 
         def upload(relative: str, content: bytes) -> None:
@@ -104,7 +106,7 @@ class LocalCodeBuild:
             result = LocalBuilder(upload).run(
                 LocalBuildRequest(
                     build_id=build_id,
-                    clone_url=request.clone_url,
+                    clone_url=clone_url,
                     sha=request.source_version,
                     buildspec_path=request.buildspec_path,
                     env=request.environment(self._bucket),
@@ -114,7 +116,8 @@ class LocalCodeBuild:
         except Exception as exc:  # a bug in the builder must still end the build task
             log.exception("local build %s crashed", build_id)
             now = now_iso()
-            result = LocalBuildResult(build_id, "FAULT", "PROVISIONING", str(exc), str(exc), (), now, now)
+            reason = redact_text(str(exc), clone_url)
+            result = LocalBuildResult(build_id, "FAULT", "PROVISIONING", reason, reason, (), now, now)
         self._s3.put_object(
             Bucket=self._bucket,
             Key=build_log_key(request.stack_id, request.release_id),

@@ -53,6 +53,7 @@ class StageConfigMap(MapAttribute[str, Any]):
     name = UnicodeAttribute()
     approval = BooleanAttribute(default=False)
     approval_timeout_seconds = NumberAttribute(default=86400)
+    auto_approve_when_no_changes = BooleanAttribute(null=True)
     region = UnicodeAttribute(null=True)
     role_arn = UnicodeAttribute(null=True)
     parameters = MapAttribute[str, str](default=dict)
@@ -94,6 +95,8 @@ class LaneModel(Item):
     waiters_json = UnicodeAttribute(null=True)
     current_release = MapAttribute[str, Any](null=True)
     last_outcome = UnicodeAttribute(null=True)
+    history_json = UnicodeAttribute(null=True)
+    pin = MapAttribute[str, Any](null=True)
     status = UnicodeAttribute(null=True)
     outputs_json = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
@@ -166,6 +169,8 @@ class ReleaseModel(Item):
     superseded_by = UnicodeAttribute(null=True)
     cancelled_by = UnicodeAttribute(null=True)
     previous_executions = ListAttribute[str](null=True)
+    source_release_id = UnicodeAttribute(null=True)
+    requested_by = UnicodeAttribute(null=True)
 
 
 class KeyModel(Item):

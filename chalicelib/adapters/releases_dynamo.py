@@ -25,6 +25,17 @@ BUILD_SK = "#BUILD"
 BUILD_TOKEN_TTL_SECONDS = 2 * 24 * 3600
 
 
+# Why a transaction may be cancelled and still succeed when written again (or find its key taken).
+RETRYABLE_CANCELLATIONS = {"ConditionalCheckFailed", "TransactionConflict", "None", None}
+
+
+def _retryable(error: TransactWriteError) -> bool:
+    """A cancelled transaction worth another try; a malformed one (an item too large...) is not."""
+    if getattr(error, "cause_response_code", None) != "TransactionCanceledException":
+        return getattr(error, "cause_response_code", None) in ("TransactionInProgressException", "ThrottlingException")
+    return all(reason is None or reason.code in RETRYABLE_CANCELLATIONS for reason in error.cancellation_reasons)
+
+
 def release_pk(release_id: str) -> str:
     """Partition key of a release, its stage runs and approvals."""
     return f"RELEASE#{release_id}"
@@ -63,6 +74,9 @@ def to_model(release: Release) -> ReleaseModel:
         input_json=release.input_json,
         stack_uid=release.stack_uid or None,
         order=release.order or None,
+        source_release_id=release.source_release_id,
+        requested_by=release.requested_by,
+        build=release.build or None,
     )
     if release.status == "PENDING":
         item.gsi2pk = "PENDING"
@@ -120,6 +134,8 @@ def from_model(item: ReleaseModel) -> Release:
         superseded_by=item.superseded_by,
         cancelled_by=item.cancelled_by,
         previous_executions=tuple(item.previous_executions or ()),
+        source_release_id=item.source_release_id,
+        requested_by=item.requested_by,
     )
 
 
@@ -148,7 +164,9 @@ class DynamoReleaseRepository:
                             condition=KeyModel.pk.does_not_exist(),
                         )
                 return None
-            except TransactWriteError:
+            except TransactWriteError as exc:
+                if not _retryable(exc):
+                    raise
                 for key in keys:
                     existing = self._key(key)
                     if existing is not None:
@@ -194,7 +212,9 @@ class DynamoReleaseRepository:
         stack_uid: str = "",
     ) -> Page:
         """Newest first through ``gsi1``; status and ref filter the query."""
-        start = decode_token(next_token, {"pk", "sk", "gsi1pk", "gsi1sk"})
+        start = decode_token(
+            next_token, {"pk", "sk", "gsi1pk", "gsi1sk"}, {"gsi1pk": f"STACK#{stack_id}#RELEASES", "sk": RELEASE_SK}
+        )
         condition = None
         if status:
             condition = ReleaseModel.status == status

@@ -65,6 +65,7 @@ def from_model(item: StackModel) -> Stack:
             name=s.name,
             approval=bool(s.approval),
             approval_timeout_seconds=int(s.approval_timeout_seconds),
+            auto_approve_when_no_changes=bool(s.auto_approve_when_no_changes),
             region=s.region,
             role_arn=s.role_arn,
             parameters=plain(s.parameters) or {},
@@ -125,7 +126,7 @@ class DynamoStackRepository:
 
     def list(self, limit: int, next_token: str | None) -> Page:
         """Stacks by id through the ``gsi1`` index (never a scan)."""
-        start = decode_token(next_token, {"pk", "sk", "gsi1pk", "gsi1sk"})
+        start = decode_token(next_token, {"pk", "sk", "gsi1pk", "gsi1sk"}, {"gsi1pk": "STACKS", "sk": STACK_SK})
         result = StackModel.by_kind.query("STACKS", limit=limit, last_evaluated_key=start)
         items = [from_model(i) for i in result]
         return Page(items, encode_token(result.last_evaluated_key))

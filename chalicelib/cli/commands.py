@@ -327,6 +327,58 @@ def _decide(ctx: Context, decision: str) -> int:
     return 0
 
 
+def promote(ctx: Context) -> int:
+    """Deploy a release's build to one stage (no build); ``--watch`` follows the new release."""
+    args = ctx.args
+    release = ctx.api.get(path("releases", args.release))
+    stack_id = str(release["stack_id"])
+    answer = ctx.api.post(path("stacks", stack_id, "stages", args.to, "deployments"), {"release_id": args.release})
+    new_id = str(answer.get("release_id"))
+    text = f"release {new_id} ({answer.get('trigger')} of {args.release} to {args.to}) {answer.get('status')}"
+    ctx.emit(answer, f"{text}\nfollow it: stagecoach watch {new_id}")
+    return _watch(ctx, new_id) if args.watch else 0
+
+
+def redeploy(ctx: Context) -> int:
+    """Deploy again, to one stage, the build it runs (no build)."""
+    args = ctx.args
+    stack = ctx.api.get(path("stacks", args.stack))
+    stage = next((s for s in stack.get("stages") or [] if s.get("name") == args.stage), None)
+    current = (stage or {}).get("current_release") or {}
+    if stage is None or not current.get("release_id"):
+        raise CliError(f"stage {args.stage} of {args.stack} runs no release yet; deploy one first")
+    answer = ctx.api.post(
+        path("stacks", args.stack, "stages", args.stage, "deployments"), {"release_id": current["release_id"]}
+    )
+    new_id = str(answer.get("release_id"))
+    ctx.emit(answer, f"release {new_id} (redeploy of {current['release_id']}) {answer.get('status')}")
+    return _watch(ctx, new_id) if args.watch else 0
+
+
+def rollback(ctx: Context) -> int:
+    """Deploy an earlier release to one stage and pin the stage there."""
+    args = ctx.args
+    body: dict[str, Any] = {"reason": args.reason}
+    if args.to:
+        body["release_id"] = args.to
+    answer = ctx.api.post(path("stacks", args.stack, "stages", args.stage, "rollback"), body)
+    new_id = str(answer.get("release_id"))
+    text = (
+        f"release {new_id} rolls {args.stage} back to {answer.get('source_release_id')}; "
+        f"{args.stage} is pinned (automatic releases stop before it) until: stagecoach unpin {args.stack} {args.stage}"
+    )
+    ctx.emit(answer, text)
+    return _watch(ctx, new_id) if args.watch else 0
+
+
+def unpin(ctx: Context) -> int:
+    """Let automatic releases deploy a pinned stage again."""
+    args = ctx.args
+    answer = ctx.api.delete(path("stacks", args.stack, "stages", args.stage, "pin"))
+    ctx.emit(answer, f"{args.stack} {args.stage} unpinned")
+    return 0
+
+
 def cancel(ctx: Context) -> int:
     """Cancel a release: it ends CANCELLED and frees its stages."""
     args = ctx.args
@@ -544,6 +596,27 @@ def build_parser() -> Parser:
         decide.add_argument("release")
         decide.add_argument("stage")
         decide.add_argument("--comment")
+
+    prom = command(top, "promote", promote, "deploy a release's build to a stage (no build)")
+    prom.add_argument("release")
+    prom.add_argument("--to", required=True, metavar="STAGE")
+    prom.add_argument("--watch", action="store_true", help="then follow the new release")
+    _watch_options(prom)
+    rede = command(top, "redeploy", redeploy, "deploy again, to a stage, the build it runs")
+    rede.add_argument("stack")
+    rede.add_argument("stage")
+    rede.add_argument("--watch", action="store_true", help="then follow the new release")
+    _watch_options(rede)
+    back = command(top, "rollback", rollback, "deploy an earlier release to a stage and pin it there")
+    back.add_argument("stack")
+    back.add_argument("stage")
+    back.add_argument("--to", metavar="RELEASE", help="default: what the stage ran before its current release")
+    back.add_argument("--reason", required=True)
+    back.add_argument("--watch", action="store_true", help="then follow the new release")
+    _watch_options(back)
+    unp = command(top, "unpin", unpin, "let automatic releases deploy a pinned stage again")
+    unp.add_argument("stack")
+    unp.add_argument("stage")
 
     stop = command(top, "cancel", cancel, "cancel a release (it ends CANCELLED, its stages are freed)")
     stop.add_argument("release")

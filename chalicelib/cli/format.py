@@ -144,9 +144,10 @@ def pipeline_table(stages: Iterable[Mapping[str, Any]]) -> str:
                 when(current.get("deployed_at")),
                 st.get("locked_by"),
                 ", ".join(st.get("waiting") or []),
+                f"pinned by {pin.get('by')}" if (pin := st.get("pin")) else "",
             )
         )
-    headers = ("#", "STAGE", "STATUS", "APPROVAL", "RELEASE", "MESSAGE", "DEPLOYED (UTC)", "IN STAGE", "WAITING")
+    headers = ("#", "STAGE", "STATUS", "APPROVAL", "RELEASE", "MESSAGE", "DEPLOYED (UTC)", "IN STAGE", "WAITING", "PIN")
     return table(headers, rows)
 
 
@@ -168,6 +169,14 @@ def stack_details(stack: Mapping[str, Any], awaiting: Sequence[tuple[str, str]] 
         "",
         pipeline_table(stack.get("stages") or []),
     ]
+    for st in stack.get("stages") or []:
+        pin = st.get("pin")
+        if pin:
+            lines.append(
+                f"\n{st.get('name')} is pinned on release {pin.get('release_id')} ({short_sha(pin.get('sha'))}) "
+                f"by {pin.get('by')} at {when(pin.get('at'))}: {pin.get('reason')}\n"
+                f"  automatic releases stop before it; run: stagecoach unpin {stack.get('id')} {st.get('name')}"
+            )
     if awaiting:
         lines.append("")
         for release_id, stage in awaiting:
@@ -230,8 +239,10 @@ def stage_status(stage: Mapping[str, Any]) -> str:
 
 
 def release_status(release: Mapping[str, Any]) -> str:
-    """``SUPERSEDED by r…`` / ``CANCELLED by alice`` / the plain status."""
+    """``SUPERSEDED by r…`` / ``CANCELLED by alice`` / ``HELD by pin on prod`` / the plain status."""
     status = str(release.get("status"))
+    if status == "HELD":
+        return f"HELD by pin on {release.get('failed_stage')}"
     if status == "SUPERSEDED" and release.get("superseded_by"):
         return f"{status} by {release['superseded_by']}"
     if status == "CANCELLED" and release.get("cancelled_by"):
@@ -260,7 +271,7 @@ def release_details(release: Mapping[str, Any]) -> str:
         )
     rows = []
     for st in release.get("stages") or []:
-        changes = st.get("changes") or {}
+        changes = st.get("change_summary") or {}
         summary = ", ".join(f"{k} {v}" for k, v in changes.items() if v) if changes else ""
         approval = st.get("approval") or {}
         rows.append(
@@ -277,10 +288,40 @@ def release_details(release: Mapping[str, Any]) -> str:
     lines += ["", table(("#", "STAGE", "STATUS", "DURATION", "CHANGES", "APPROVAL", "ERROR"), rows)]
     for st in release.get("stages") or []:
         if st.get("status") == "AWAITING_APPROVAL":
-            lines.append(
-                f"\n{st.get('name')} is awaiting approval: run: stagecoach approve {release.get('id')} {st.get('name')}"
-            )
+            lines.append(f"\n{st.get('name')} awaits approval of these changes:")
+            lines.append(change_table(st.get("changes")))
+            lines.append(f"run: stagecoach approve {release.get('id')} {st.get('name')}")
     return "\n".join(lines)
+
+
+def change_table(changes: Sequence[Mapping[str, Any]] | None) -> str:
+    """A change set, one line per resource (and per changed property); replacements and removals marked."""
+    if not changes:
+        return "  (no changes)"
+    rows = []
+    for change in changes:
+        action = str(change.get("action") or "")
+        replacement = str(change.get("replacement") or "")
+        mark = "!! REMOVE" if action == "Remove" else "!! REPLACE" if replacement == "True" else ""
+        if replacement == "Conditional" and not mark:
+            mark = "may replace"
+        details = change.get("details") or [{}]
+        for i, detail in enumerate(details):
+            what = ".".join(str(p) for p in (detail.get("attribute"), detail.get("name")) if p)
+            before, after = detail.get("before"), detail.get("after")
+            known = before is not None or after is not None
+            values = f"{truncate(before, 30)} → {truncate(after, 30)}" if known else ""
+            rows.append(
+                (
+                    action if i == 0 else BLANK,
+                    change.get("logical_id") if i == 0 else BLANK,
+                    change.get("resource_type") if i == 0 else BLANK,
+                    mark if i == 0 else BLANK,
+                    what,
+                    values,
+                )
+            )
+    return table(("ACTION", "RESOURCE", "TYPE", "", "PROPERTY", "BEFORE → AFTER"), rows)
 
 
 def failure_line(release: Mapping[str, Any]) -> str:

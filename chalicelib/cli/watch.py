@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from .api import CliError
-from .format import duration, failure_line, short_ref, short_sha, stage_status
+from .format import change_table, duration, failure_line, short_ref, short_sha, stage_status
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
@@ -117,13 +117,20 @@ def watch_release(
             newer = release.get("superseded_by")
             print(f"release {release_id} SUPERSEDED by release {newer}; follow it: {command} watch {newer}", file=out)
             return WatchResult(EXIT_FAILED, release)
+        if status == "HELD":
+            why = f"release {release_id} HELD by the pin on {release.get('failed_stage')}: {release.get('cause') or ''}"
+            print(why.rstrip(": "), file=out)
+            return WatchResult(EXIT_FAILED, release)
         if status in ("CANCELLED", "TIMED_OUT"):
             why = release.get("cause") or release.get("error") or ""
             print(f"release {release_id} {status}: {why}".rstrip(": "), file=out)
             return WatchResult(EXIT_FAILED, release)
         gate = awaiting_approval(release) if stop_at_approval else None
         if gate is not None:
-            print(f"release {release_id} awaits approval at {gate}; run:", file=out)
+            stage = next(s for s in release.get("stages") or [] if s.get("name") == gate)
+            print(f"release {release_id} awaits approval at {gate} of these changes:", file=out)
+            print(change_table(stage.get("changes")), file=out)
+            print("run:", file=out)
             print(f"  {command} approve {release_id} {gate}   (or: {command} reject {release_id} {gate})", file=out)
             print(f"then follow it again: {command} watch {release_id}", file=out)
             return WatchResult(EXIT_AWAITING_APPROVAL, release)

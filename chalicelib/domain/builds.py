@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
@@ -14,8 +14,20 @@ BUILD_DIRECTORY = "build"
 
 
 @dataclass(frozen=True)
+class SourceCredentials:
+    """A stack's clone credentials, as the build worker fetched them when starting a build.
+
+    ``userinfo`` is what goes back into ``https://***@host/...`` (the local builder clones with it);
+    ``reference`` is the secret's ARN, which CodeBuild is given instead of the value.
+    """
+
+    userinfo: str = field(repr=False)
+    reference: str
+
+
+@dataclass(frozen=True)
 class BuildRequest:
-    """What the state machine asks the builder for (SQS message body)."""
+    """What the state machine asks the builder for (SQS message body); ``clone_url`` never has credentials."""
 
     task_token: str
     release_id: str

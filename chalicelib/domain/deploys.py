@@ -175,6 +175,7 @@ def outcome(
     change_set: ChangeSetSnapshot | None,
     stack: StackSnapshot | None,
     approval_timeout_seconds: int = 0,
+    approved: bool = False,
 ) -> StageOutcome:
     """Read what the state machine reports when a release leaves a stage.
 
@@ -183,6 +184,16 @@ def outcome(
     (``{"kind": "prepared"|"executed", ...}``). ``phase`` is the holder's phase when it left.
     """
     error = result.get("Error")
+    stale = change_set is None or change_set.execution_status == "OBSOLETE"
+    if error and approved and stale:
+        # The approved change set can no longer run: another change of the stack deleted or outdated it.
+        name = stack.name if stack else "the stack"
+        return StageOutcome(
+            "FAILED",
+            "ChangeSetStale",
+            f"the approved change set for {name} can no longer be executed: the stack changed since it was "
+            f"shown; nothing was deployed (CloudFormation said: {result.get('Cause') or error})",
+        )
     if error:
         cause = str(result.get("Cause") or "")
         if error == "States.Timeout" and phase == "AWAITING_APPROVAL":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -106,3 +107,66 @@ def release_timeline(
                 entry.outcome = "interrupted"
             entries.append(entry)
     return entries
+
+
+REDACTED = "***"
+
+
+def _is_token_key(key: object) -> bool:
+    return isinstance(key, str) and key.replace("_", "").replace("-", "").lower() == "tasktoken"
+
+
+def _masked(value: Any, found: set[str]) -> Any:
+    """Every string under a task-token key, replaced (and remembered, to find it elsewhere too)."""
+    if isinstance(value, str):
+        if value:
+            found.add(value)
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _masked(v, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, found) for v in value]
+    return value
+
+
+def _without_token_keys(value: Any, found: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _masked(v, found) if _is_token_key(k) else _without_token_keys(v, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_token_keys(v, found) for v in value]
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        # Step Functions keeps a state's input, output and task parameters as JSON text: look inside.
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        cleaned = _without_token_keys(parsed, found)
+        return value if cleaned == parsed else json.dumps(cleaned, separators=(",", ":"))
+    return value
+
+
+def _without_values(value: Any, secrets: Sequence[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: _without_values(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_values(v, secrets) for v in value]
+    return value
+
+
+def redact_task_tokens(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History events with every task token shown as ``***``.
+
+    A token is whatever a ``task_token``/``TaskToken`` key holds (in the events or in the JSON text of a
+    state's input, output or parameters); each one found is then also replaced wherever else it appears.
+    Anyone holding a token could complete the task (approve a stage, fake a build), so none leaves.
+    """
+    found: set[str] = set()
+    cleaned = [_without_token_keys(event, found) for event in events]
+    if not found:
+        return cleaned
+    secrets = sorted(found, key=len, reverse=True)
+    return [_without_values(event, secrets) for event in cleaned]

@@ -12,6 +12,8 @@ leaves it); others *wait* for it, parked on a Step Functions task token. The rul
 - **QUEUED**: releases take the stage strictly in the order they were received: a release waits while
   the lane is held, while an older release waits for it, or while an older release still in flight has
   not passed this stage yet.
+- **Pins**: a stage rolled back is pinned; releases that are not an explicit promote or rollback stop
+  there, HELD, until someone unpins it. A rollback is the one release that may move a stage back.
 
 Every function returns a :class:`Step`: the new lane and what the caller must do (resume granted
 releases, end superseded ones, record parked ones). The caller persists the lane conditionally on its
@@ -32,6 +34,18 @@ PREPARING = "PREPARING"
 AWAITING_APPROVAL = "AWAITING_APPROVAL"
 DEPLOYING = "DEPLOYING"
 DRAINING = "DRAINING"  # its release ended while CloudFormation still updates the stack: nobody may enter
+# What a stage shows: its holder's phase, else how its last deploy ended, else IDLE (never deployed).
+STAGE_STATES = (
+    "IDLE",
+    PREPARING,
+    AWAITING_APPROVAL,
+    DEPLOYING,
+    DRAINING,
+    "SUCCEEDED",
+    "FAILED",
+    "BLOCKED",
+    "CANCELLED",
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,11 @@ class Target:
 
 @dataclass(frozen=True)
 class Contender:
-    """A release that wants to enter the stage, with the task token that resumes it."""
+    """A release that wants to enter the stage, with the task token that resumes it.
+
+    ``explicit``: a promote or rollback someone asked for; it passes a pin. ``rollback``: it may move the
+    stage back to an older commit (nothing else may).
+    """
 
     release_id: str
     order: str
@@ -54,6 +72,8 @@ class Contender:
     since: str
     target: Target
     approval: bool = False
+    explicit: bool = False
+    rollback: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,8 +100,22 @@ class Deployed:
 
 
 @dataclass(frozen=True)
+class Pin:
+    """A stage held on a release (after a rollback): automatic releases stop before it."""
+
+    release_id: str
+    sha: str
+    by: str
+    at: str
+    reason: str
+
+
+HISTORY = 20
+
+
+@dataclass(frozen=True)
 class Lane:
-    """One stage of one stack: holder, waiters (oldest first) and what it runs."""
+    """One stage of one stack: holder, waiters (oldest first), what it runs, what it ran before."""
 
     stack_id: str
     stage: str
@@ -89,6 +123,8 @@ class Lane:
     waiters: tuple[Contender, ...] = ()
     deployed: Deployed | None = None
     version: int = 0
+    history: tuple[Deployed, ...] = ()  # what it ran before ``deployed``, newest first
+    pin: Pin | None = None
 
     def waiter(self, release_id: str) -> Contender | None:
         """The waiting contender of that release, if any."""
@@ -128,6 +164,7 @@ class Step:
     granted: tuple[Contender, ...] = ()
     superseded: tuple[Superseded, ...] = ()
     parked: tuple[tuple[Contender, str], ...] = ()  # (contender, the release it waits behind)
+    held: tuple[Contender, ...] = ()  # stopped by the stage's pin
     preempt: Holder | None = None  # kill this holder's approval token, then call ``preempted``
     ignored: str = ""  # why nothing happened (the event was a duplicate or came too late)
 
@@ -138,6 +175,7 @@ class Step:
             granted=self.granted + other.granted,
             superseded=self.superseded + other.superseded,
             parked=self.parked + other.parked,
+            held=self.held + other.held,
             preempt=other.preempt,
             ignored=other.ignored,
         )
@@ -153,11 +191,31 @@ def _no_blocker(_contender: Contender) -> str | None:
 
 
 def _outdated_by(lane: Lane, contender: Contender) -> str | None:
-    """The release that makes ``contender`` a regression on this stage, if any."""
+    """The release that makes ``contender`` a regression on this stage, if any (a rollback never is; a
+    redeploy of the very commit the stage runs is not either)."""
     deployed = lane.deployed
-    if deployed is not None and deployed.release_id != contender.release_id and deployed.order >= contender.order:
+    if contender.rollback or deployed is None or deployed.release_id == contender.release_id:
+        return None
+    if deployed.order > contender.order or (deployed.order == contender.order and not contender.explicit):
         return deployed.release_id
     return None
+
+
+def deploy(lane: Lane, deployed: Deployed) -> Lane:
+    """The lane now runs ``deployed``; what it ran before goes to its history."""
+    if lane.deployed is None or lane.deployed.release_id == deployed.release_id:
+        return replace(lane, deployed=deployed)
+    return replace(lane, deployed=deployed, history=(lane.deployed, *lane.history)[:HISTORY])
+
+
+def pin(lane: Lane, pinned: Pin) -> Lane:
+    """Pin the stage (a rollback): automatic releases stop before it."""
+    return replace(lane, pin=pinned)
+
+
+def unpin(lane: Lane, mode: str, now: str, blocker: Blocker = _no_blocker) -> Step:
+    """Unpin the stage; nothing waits for it (held releases have ended), so nothing else happens."""
+    return advance(replace(lane, pin=None), mode, now, blocker)
 
 
 def _grant(lane: Lane, contender: Contender, now: str) -> Step:
@@ -169,6 +227,9 @@ def _grant(lane: Lane, contender: Contender, now: str) -> Step:
 def arrive(lane: Lane, contender: Contender, mode: str, now: str, blocker: Blocker = _no_blocker) -> Step:
     """A release asks to enter the stage (first time, again after a busy stack, or after a restart)."""
     holder = lane.holder
+    in_stage = holder is not None and holder.release_id == contender.release_id
+    if lane.pin is not None and not contender.explicit and not in_stage:
+        return Step(lane=lane.without_waiter(contender.release_id), held=(contender,))
     if holder is not None and holder.release_id == contender.release_id:
         # It already holds the lane: resume it again (after a busy stack: same change set, same deadline). A
         # resumed release runs in a new execution whose change set has another name: it starts the stage over
@@ -199,12 +260,14 @@ def _arrive_queued(lane: Lane, contender: Contender, now: str, blocker: Blocker)
 
 
 def _arrive_superseding(lane: Lane, contender: Contender, now: str) -> Step:
+    # A rollback is asked for by a person and goes to an older commit on purpose: it is never superseded by
+    # newer releases (the pin it brings stops the automatic ones); it waits for the stage like any other.
     newer_waiter = next((w for w in reversed(lane.waiters) if w.order > contender.order), None)
-    if newer_waiter is not None:
+    if newer_waiter is not None and not contender.rollback:
         lane = lane.without_waiter(contender.release_id)
         return Step(lane=lane, superseded=(Superseded(contender.release_id, newer_waiter.release_id, contender.token),))
     holder = lane.holder
-    if holder is not None and holder.order > contender.order:
+    if holder is not None and holder.order > contender.order and not contender.rollback:
         lane = lane.without_waiter(contender.release_id)
         return Step(lane=lane, superseded=(Superseded(contender.release_id, holder.release_id, contender.token),))
     older = tuple(
@@ -276,7 +339,7 @@ def depart(
     if holder is None or holder.release_id != release_id:
         return Step(lane=lane.without_waiter(release_id), ignored=f"release {release_id} does not hold the stage")
     if deployed is not None:
-        lane = replace(lane, deployed=deployed)
+        lane = deploy(lane, deployed)
     if drain:
         return Step(lane=replace(lane, holder=replace(holder, phase=DRAINING, approval_token="")))
     lane = replace(lane, holder=None)
@@ -290,9 +353,13 @@ def withdraw(lane: Lane, release_id: str, mode: str, now: str, blocker: Blocker 
 
 
 def advance(lane: Lane, mode: str, now: str, blocker: Blocker = _no_blocker) -> Step:
-    """Let the next waiter in if the lane is free."""
+    """Let the next waiter in if the lane is free (a pinned lane holds the automatic ones)."""
     if lane.holder is not None or not lane.waiters:
         return Step(lane=lane)
+    if lane.pin is not None and any(not w.explicit for w in lane.waiters):
+        held = tuple(w for w in lane.waiters if not w.explicit)
+        rest = replace(lane, waiters=tuple(w for w in lane.waiters if w.explicit))
+        return Step(lane=rest, held=held).then(advance(rest, mode, now, blocker))
     if mode == "QUEUED":
         first = lane.waiters[0]
         by = _outdated_by(lane, first)
@@ -323,6 +390,6 @@ def finish_drain(
     if holder is None or holder.release_id != release_id or holder.phase != DRAINING:
         return Step(lane=lane, ignored=f"release {release_id} is not draining the stage")
     if deployed is not None:
-        lane = replace(lane, deployed=deployed)
+        lane = deploy(lane, deployed)
     lane = replace(lane, holder=None)
     return advance(lane, mode, now, blocker)

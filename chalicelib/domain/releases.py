@@ -8,12 +8,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ValidationError
+from .limits import MAX_AUTHOR_CHARS, MAX_MESSAGE_BYTES, clip, truncate_utf8
 from .stacks import Stack, cfn_stack_name
+from .text import matches
 from .webhooks import Push, execution_name
 
-RELEASE_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELLED", "TIMED_OUT")
+RELEASE_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELLED", "TIMED_OUT", "HELD")
 ACTIVE = ("PENDING", "RUNNING")
-TERMINAL = ("SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELLED", "TIMED_OUT")
+TERMINAL = ("SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELLED", "TIMED_OUT", "HELD")
+# webhook and manual releases build a commit; the others deploy the build of ``source_release_id``.
+TRIGGERS = ("webhook", "manual", "promote", "redeploy", "rollback")
+DEPLOYMENT_TRIGGERS = ("promote", "redeploy", "rollback")
 # PENDING and SKIPPED are derived (no stage-run item); the others are written by the stage coordinator.
 STAGE_STATUSES = (
     "PENDING",
@@ -26,14 +31,18 @@ STAGE_STATUSES = (
     "BLOCKED",
     "SUPERSEDED",
     "CANCELLED",
+    "HELD",
     "SKIPPED",
 )
-STAGE_TERMINAL = ("SUCCEEDED", "FAILED", "BLOCKED", "SUPERSEDED", "CANCELLED", "SKIPPED")
+STAGE_TERMINAL = ("SUCCEEDED", "FAILED", "BLOCKED", "SUPERSEDED", "CANCELLED", "HELD", "SKIPPED")
 # How an execution that ended outside the state machine's own paths ends its release
 # (StopExecution, States.Runtime, the history limit, the execution timeout).
 EXECUTION_END = {"ABORTED": "CANCELLED", "TIMED_OUT": "TIMED_OUT", "FAILED": "FAILED", "SUCCEEDED": "SUCCEEDED"}
-SHA = re.compile(r"^[0-9a-f]{7,64}$")
-BRANCH = re.compile(r"^[^\s~^:?*\[\\]+$")
+SHA = r"[0-9a-f]{7,64}"
+# What Git refuses in a ref name (git check-ref-format): control characters, space, ~ ^ : ? * [ \
+BRANCH = r"[^\x00-\x20\x7f~^:?*\[\\]{1,255}"
+RELEASE_ID = r"r[0-9A-Z]{26}"
+MAX_TIMESTAMP_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -65,11 +74,24 @@ class Release:
     superseded_by: str | None = None
     cancelled_by: str | None = None
     previous_executions: tuple[str, ...] = ()  # executions it ran in before the current one (resumed)
+    source_release_id: str | None = None  # promote, redeploy, rollback: whose build it deploys
+    requested_by: str | None = None
 
     @property
     def terminal(self) -> bool:
         """The release has ended."""
         return self.status in TERMINAL
+
+    @property
+    def built(self) -> bool:
+        """Its build succeeded: its packaged template can be deployed (again) anywhere."""
+        build = self.build or {}
+        return build.get("status") == "SUCCEEDED" and bool(build.get("template_url")) and bool(build.get("build_id"))
+
+    @property
+    def commit(self) -> str:
+        """The commit it deploys (the sha its build resolved when it was released by ref)."""
+        return self.sha or str((self.build or {}).get("resolved_sha") or "")
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,11 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return f"{prefix}:execution:{machine}:{name}"
 
 
+def is_release_id(value: str) -> bool:
+    """``value`` could be a release id (anything else cannot exist)."""
+    return matches(RELEASE_ID, value)
+
+
 def push_key(stack: Stack, ref: str, sha: str) -> str:
     """Dedup key of a pushed commit: one release per (stack, ref, sha); a stack re-created with the
     same id is another stack (its ``uid`` differs)."""
@@ -117,14 +144,17 @@ def manual_ref(body: Any) -> tuple[str, str]:
     unknown = set(body) - {"ref", "sha"}
     if unknown:
         raise ValidationError("unknown field", sorted(unknown)[0])
-    ref, sha = body.get("ref"), body.get("sha")
-    if ref is None and sha is None:
+    if "ref" not in body and "sha" not in body:
         raise ValidationError("give a ref (branch or tag) or a sha", "ref")
-    if sha is not None and (not isinstance(sha, str) or not SHA.match(sha)):
-        raise ValidationError("must be a hex commit sha (7 to 64 characters)", "sha")
-    if ref is not None:
-        if not isinstance(ref, str) or not BRANCH.match(ref) or len(ref) > 255:
-            raise ValidationError("must be a branch, tag or full ref", "ref")
+    ref, sha = body.get("ref"), body.get("sha")
+    if "sha" in body and (not isinstance(sha, str) or not matches(SHA, sha)):
+        raise ValidationError("must be a hex commit sha (7 to 64 lower-case characters)", "sha")
+    if "ref" in body:
+        if not isinstance(ref, str) or not matches(BRANCH, ref):
+            raise ValidationError(
+                "must be a branch, tag or full ref: 1 to 255 characters, no spaces, control characters or ~^:?*[\\",
+                "ref",
+            )
         if not ref.startswith("refs/"):
             ref = f"refs/heads/{ref}"
     return (ref or "", sha or "")
@@ -156,11 +186,51 @@ def new_release(
         stages=tuple(s.name for s in stack.stages),
         stack_uid=stack.uid,
         order=order_key(now, release_id),
-        message=push.message if push else "",
-        author=push.author if push else "",
-        pushed_at=push.pushed_at if push else None,
+        message=truncate_utf8(push.message, MAX_MESSAGE_BYTES) if push else "",
+        author=clip(push.author, MAX_AUTHOR_CHARS) if push else "",
+        pushed_at=push.pushed_at if push and len(push.pushed_at or "") <= MAX_TIMESTAMP_CHARS else None,
     )
     return _with_input(release, stack, config)
+
+
+def new_deployment(
+    stack: Stack,
+    stage: str,
+    source: Release,
+    trigger: str,
+    release_id: str,
+    now: str,
+    config: PipelineConfig,
+    by: str,
+) -> Release:
+    """A release that deploys ``source``'s build to one stage (promote, redeploy, rollback): no build.
+
+    It keeps the source's commit order, so the rules about older commits apply to what it deploys.
+    """
+    name = execution_name(stack.id, source.ref or source.commit, source.commit or "0000000", release_id)
+    release = Release(
+        id=release_id,
+        stack_id=stack.id,
+        ref=source.ref,
+        sha=source.commit,
+        trigger=trigger,
+        received_at=now,
+        execution_name=name,
+        execution_arn=execution_arn(config.state_machine_arn, name),
+        stages=(stage,),
+        stack_uid=stack.uid,
+        order=source.order,
+        message=source.message,
+        author=source.author,
+        pushed_at=source.pushed_at,
+        build=dict(source.build),
+        source_release_id=source.id,
+        requested_by=by,
+    )
+    one_stage = replace(stack, stages=(stack.stage(stage),))
+    data = execution_input(one_stage, release, config)
+    data["build"] = {"build_id": source.build["build_id"], "template_url": source.build["template_url"]}
+    return replace(release, input_json=json.dumps(data, separators=(",", ":")))
 
 
 def _with_input(release: Release, stack: Stack, config: PipelineConfig) -> Release:
@@ -235,6 +305,7 @@ def execution_input(stack: Stack, release: Release, config: PipelineConfig) -> d
                 "sk": f"STAGE#{stage.name}",
                 "approval": stage.approval,
                 "approval_timeout_seconds": stage.approval_timeout_seconds,
+                "auto_approve_when_no_changes": stage.auto_approve_when_no_changes,
                 "cfn_stack_name": cfn_stack_name(stack.id, stage.name),
                 "role_arn": stage.role_arn or config.default_role_arn,
                 "parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(stage.parameters.items())],
@@ -301,6 +372,39 @@ def change_summary(changes: list[dict[str, Any]] | None) -> dict[str, int] | Non
         if str(change.get("Replacement", "")) == "True":
             summary["replace"] += 1
     return summary
+
+
+def change_preview(changes: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A stage's change set, resource by resource, as a person reviews it before approving.
+
+    From DescribeChangeSet ``Changes[].ResourceChange`` (with IncludePropertyValues on AWS); what
+    CloudFormation did not say is None, never guessed.
+    """
+    if changes is None:
+        return None
+    preview = []
+    for change in changes:
+        details = []
+        for detail in change.get("Details") or []:
+            target = detail.get("Target") or {}
+            details.append(
+                {
+                    "attribute": target.get("Attribute"),
+                    "name": target.get("Name"),
+                    "before": target.get("BeforeValue"),
+                    "after": target.get("AfterValue"),
+                }
+            )
+        preview.append(
+            {
+                "action": change.get("Action"),
+                "logical_id": change.get("LogicalResourceId"),
+                "resource_type": change.get("ResourceType"),
+                "replacement": change.get("Replacement"),
+                "details": details,
+            }
+        )
+    return preview
 
 
 def flat_outputs(outputs: Any) -> dict[str, str] | None:

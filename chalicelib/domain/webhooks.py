@@ -18,7 +18,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
-from .errors import BadRequestError, UnsupportedMediaTypeError
+from .errors import BadRequestError, UnsupportedMediaTypeError, ValidationError
+from .limits import MAX_KEY_CHARS, MAX_REF_BYTES, check_json_depth, check_unicode, clip
 
 __all__ = [
     "PROVIDERS",
@@ -154,29 +155,47 @@ def _timestamp(value: Any) -> str | None:
 # --------------------------------------------------------------------------- body
 
 
+JSON_TYPE = "application/json"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def accepted_types(provider: str) -> str:
+    """The content types a provider's deliveries may have, in words."""
+    if normalize_provider(provider) == "github":
+        return f"{JSON_TYPE} or {FORM_TYPE} (the JSON in a 'payload' field)"
+    return JSON_TYPE
+
+
 def read_body(provider: str, content_type: str | None, body: bytes) -> dict[str, Any]:
     """Decode the raw webhook body into a JSON object.
 
-    GitHub may post ``application/x-www-form-urlencoded`` with the JSON in ``payload``.
-    Raises BadRequestError when the body is not a JSON object and
+    A missing content type is JSON (GitHub's default). GitHub may post ``application/x-www-form-urlencoded``
+    with the JSON in ``payload``; a form-typed body that is itself a JSON object (what ``curl -d`` sends)
+    is read as JSON. Raises BadRequestError when the body is not a JSON object and
     UnsupportedMediaTypeError for content types the provider does not use.
     """
     canonical = normalize_provider(provider)
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media == "application/x-www-form-urlencoded":
-        if canonical != "github":
-            raise UnsupportedMediaTypeError(f"{canonical} webhooks must be application/json, not {media}")
+    if media == FORM_TYPE:
         text = _decode(body)
+        if text.lstrip(" \t\r\n\ufeff").startswith("{"):
+            return _json_object(text)
+        if canonical != "github":
+            raise UnsupportedMediaTypeError(f"{canonical} webhooks must be {JSON_TYPE}, not {media}")
         try:
             fields = parse_qs(text, keep_blank_values=True, strict_parsing=False)
         except ValueError as exc:
-            raise BadRequestError("form body cannot be parsed") from exc
+            raise BadRequestError(f"the {FORM_TYPE} body cannot be parsed; or send {JSON_TYPE}") from exc
         values = fields.get("payload")
         if not values or len(values) != 1:
-            raise BadRequestError("form body must have exactly one 'payload' field")
+            raise BadRequestError(
+                f"a {FORM_TYPE} body must have exactly one 'payload' field holding the JSON; or send {JSON_TYPE}"
+            )
         return _json_object(values[0])
-    if media and media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaTypeError(f"unsupported content type {media!r}")
+    if media and media != JSON_TYPE and not media.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"unsupported content type {clip(media, 100)!r}; {canonical} webhooks are {accepted_types(canonical)}"
+        )
     return _json_object(_decode(body))
 
 
@@ -194,12 +213,21 @@ def _reject_constant(name: str) -> Any:
 
 
 def _json_object(text: str) -> dict[str, Any]:
+    text = text.lstrip("\ufeff")
     try:
-        value = json.loads(text.lstrip("\ufeff"), parse_constant=_reject_constant)
+        check_json_depth(text, "body")
+    except ValidationError as exc:
+        raise BadRequestError(f"request body {exc.message.removeprefix('body: ')}") from exc
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise BadRequestError("request body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise BadRequestError("request body must be a JSON object")
+    try:
+        check_unicode(text, value)
+    except ValidationError as exc:
+        raise BadRequestError(f"request body {exc.message.removeprefix('body: ')}") from exc
     return value
 
 
@@ -285,18 +313,32 @@ def _event_from_payload(provider: str, payload: dict[str, Any]) -> str | None:
     return None
 
 
+_DELIVERY_HEADERS = {
+    "github": ("x-github-delivery",),
+    "gitlab": ("idempotency-key", "x-gitlab-event-uuid"),
+    "bitbucket": ("x-request-uuid", "x-request-id"),
+}
+
+
 def _delivery_id(provider: str, headers: Mapping[str, str]) -> str | None:
-    if provider == "github":
-        return _header(headers, "x-github-delivery")
-    if provider == "gitlab":
-        return _header(headers, "idempotency-key") or _header(headers, "x-gitlab-event-uuid")
-    return _header(headers, "x-request-uuid") or _header(headers, "x-request-id")
+    """The delivery id header (part of a deduplication key): 1 to MAX_KEY_CHARS visible ASCII characters."""
+    for name in _DELIVERY_HEADERS[provider]:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if not 0 < len(value) <= MAX_KEY_CHARS or not all("!" <= c <= "~" for c in value):
+            raise BadRequestError(f"the {name} header must be 1 to {MAX_KEY_CHARS} visible ASCII characters")
+        return value
+    return None
 
 
 def _require_ref(value: Any) -> str:
     ref = _str(value).strip()
     if not ref:
         raise BadRequestError("push payload has no ref")
+    size = len(ref.encode("utf-8", "surrogatepass"))
+    if size > MAX_REF_BYTES:
+        raise BadRequestError(f"push payload ref is {size} bytes; the limit is {MAX_REF_BYTES}")
     return ref
 
 
@@ -404,7 +446,7 @@ def _bitbucket_cloud_pushes(payload: dict[str, Any]) -> tuple[Push, ...]:
         sha = ZERO_SHA if deleted else _sha(target.get("hash"), "new")
         pushes.append(
             Push(
-                ref=prefix + name,
+                ref=_require_ref(prefix + name),
                 sha=sha,
                 repository=full_name,
                 message="" if deleted else _str(target.get("message")),

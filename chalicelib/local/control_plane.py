@@ -181,21 +181,15 @@ class ControlPlane:
         os.environ.update(self.resources.environment())
 
         from chalice.config import Config
-        from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
 
         from app import app
         from chalicelib import bootstrap
 
+        from .gateway import local_server
+
         bootstrap.reset()
         config = Config.create(chalice_stage="local", project_dir=str(ROOT), config_from_disk={})
-        if not isinstance(app, LocalChalice):
-            # What chalice.local.create_local_server does (once per process): current_request becomes
-            # thread-local. Its server is not used: it would bind the port with a backlog of 5.
-            CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
-            app.__class__ = CustomLocalChalice
-        server = LocalDevServer(
-            app, config, self.host, self.port, server_cls=_listening_http_server_class(api_listener)
-        )
+        server = local_server(app, config, self.host, self.port, server_cls=_listening_http_server_class(api_listener))
         self.port = server.server.server_address[1]
         server.port = self.port  # chalice prints "Serving on" with it (port 0 asked for any free port)
         thread = threading.Thread(target=server.serve_forever, name="chalice-http", daemon=True)
@@ -313,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("Stagecoach stopped.", flush=True)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -158,6 +158,7 @@ class EventPump:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watcher = watcher
+        self._arns: dict[str, str] = {}
         self._tickers = list(tickers or [])
         if watcher is not None:
             self._tickers.append(Ticker("executions", 0.5, watcher.check))
@@ -249,16 +250,26 @@ class EventPump:
             AttributeNames=["All"],
         )
         messages = response.get("Messages", [])
+        if not messages:
+            return 0
         arn = self._queue_arn(route.queue_url)
+        failed_groups: set[str] = set()
         for message in messages:
+            group = message.get("Attributes", {}).get("MessageGroupId")
+            if group is not None and group in failed_groups:
+                continue  # FIFO: what follows a failed message of its group waits for its redelivery, as on AWS
             try:
                 route.handler(route.shape(message, arn), lambda_context(route.name))
             except Exception:
                 traceback.print_exc(file=sys.stderr)
+                if group is not None:
+                    failed_groups.add(group)
                 continue
             self._sqs.delete_message(QueueUrl=route.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return len(messages)
 
     def _queue_arn(self, queue_url: str) -> str:
-        attrs = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-        return str(attrs["Attributes"]["QueueArn"])
+        if queue_url not in self._arns:
+            attrs = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+            self._arns[queue_url] = str(attrs["Attributes"]["QueueArn"])
+        return self._arns[queue_url]

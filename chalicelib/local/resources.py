@@ -103,7 +103,6 @@ def substitutions(
     }
 
 
-
 def ensure_resources(session: Any, prefix: str = "stagecoach") -> LocalResources:
     """Create or update the table, queues, bucket and state machine; safe to call again."""
     region = session.region_name

@@ -7,16 +7,14 @@ from typing import Any
 
 from ..domain import lanes
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
-from ..domain.releases import Release
+from ..domain.releases import Release, is_release_id
 from .ports import ApprovalRecords, LaneChange, LaneStore, ReleaseRepository, TaskCallbacks
 
 MAX_COMMENT = 2000
 
 
 def parse_comment(body: Any) -> str:
-    """The optional ``comment`` of an approve/reject body."""
-    if body is None:
-        return ""
+    """The optional ``comment`` of an approve/reject body (``{}`` when the request had none)."""
     if not isinstance(body, dict):
         raise ValidationError("must be an object", "body")
     unknown = set(body) - {"comment"}
@@ -87,7 +85,7 @@ class ApprovalService:
                 continue
 
     def _load(self, release_id: str, stage: str) -> Release:
-        release = self._releases.get(release_id)
+        release = self._releases.get(release_id) if is_release_id(release_id) else None
         if release is None:
             raise NotFoundError(f"release {release_id!r} does not exist")
         if stage not in release.stages:

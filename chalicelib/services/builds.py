@@ -6,8 +6,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..domain.builds import BuildOutcome, failure_cause, parse_build_event, parse_build_request, template_url
-from .ports import Builder, BuildRecords, Metrics, TaskCallbacks
+from ..domain import clone_urls
+from ..domain.builds import (
+    BuildOutcome,
+    BuildRequest,
+    SourceCredentials,
+    failure_cause,
+    parse_build_event,
+    parse_build_request,
+    template_url,
+)
+from .ports import Builder, BuildRecords, CloneCredentialStore, Metrics, TaskCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +29,7 @@ class BuildService:
         builder: Builder,
         records: BuildRecords,
         callbacks: TaskCallbacks,
+        credentials: CloneCredentialStore,
         artifact_bucket: Callable[[], str],
         region: Callable[[], str],
         clock: Callable[[], str],
@@ -27,6 +37,7 @@ class BuildService:
     ) -> None:
         self._metrics = metrics
         self._builder = builder
+        self._credentials = credentials
         self._records = records
         self._callbacks = callbacks
         self._bucket = artifact_bucket
@@ -37,21 +48,34 @@ class BuildService:
         """Handle one build request from the queue: remember its token, start the build."""
         request = parse_build_request(message_body)
         self._records.put_build_token(request.release_id, request.task_token, request.template_key())
+        credentials: SourceCredentials | None = None
+        if clone_urls.has_stored_credentials(request.clone_url):
+            credentials = self._credentials.get(request.stack_id)
+            if credentials is None:
+                return self._not_started(
+                    request,
+                    f"stack {request.stack_id!r} has no stored clone credentials for {request.clone_url};"
+                    " set repository.clone_url again with them",
+                )
         try:
-            build_id = self._builder.start(request)
+            build_id = self._builder.start(request, credentials)
         except Exception as exc:
             log.exception("could not start the build of release %s", request.release_id)
-            self._records.record_build(
-                request.release_id, {"status": "FAILED", "failed_phase": "SUBMITTED", "ended_at": self._clock()}
-            )
-            self._callbacks.fail(request.task_token, "BuildNotStarted", f"the build could not be started: {exc}")
-            self._metrics.count("BuildNotStarted")
-            return ""
+            return self._not_started(request, f"the build could not be started: {exc}")
         self._metrics.count("BuildStarted")
         self._records.record_build(
             request.release_id, {"build_id": build_id, "status": "IN_PROGRESS", "started_at": self._clock()}
         )
         return build_id
+
+    def _not_started(self, request: BuildRequest, cause: str) -> str:
+        """Fail the build task: the release fails with ``cause``."""
+        self._records.record_build(
+            request.release_id, {"status": "FAILED", "failed_phase": "SUBMITTED", "ended_at": self._clock()}
+        )
+        self._callbacks.fail(request.task_token, "BuildNotStarted", cause)
+        self._metrics.count("BuildNotStarted")
+        return ""
 
     def finish(self, event_detail: dict[str, Any]) -> str:
         """Handle a build state-change event; returns what was done (for logs and tests)."""
@@ -67,7 +91,8 @@ class BuildService:
         details = self._details(outcome)
         if outcome.succeeded:
             url = template_url(self._bucket(), template_key, self._region())
-            self._records.record_build(outcome.release_id, {**details, "template_url": url}, outcome.resolved_sha)
+            artifact = {"template_url": url, "artifact_bucket": self._bucket(), "artifact_key": template_key}
+            self._records.record_build(outcome.release_id, {**details, **artifact}, outcome.resolved_sha)
             self._callbacks.succeed(
                 token,
                 {

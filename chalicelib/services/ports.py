@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..domain.builds import BuildRequest, SourceCredentials
 from ..domain.deploys import ChangeSetSnapshot, StackSnapshot
 from ..domain.lanes import Lane
 from ..domain.releases import Release
@@ -166,11 +167,24 @@ class SecretStore(Protocol):
         """Forget the stack's secrets."""
 
 
+class CloneCredentialStore(Protocol):
+    """Clone URL credentials (the user info of ``https://user:token@host/...``), kept in the secret store only."""
+
+    def put(self, stack_id: str, provider: str, clone_url: str, userinfo: str) -> None:
+        """Store (or replace) the stack's credentials for ``clone_url`` (its public form)."""
+
+    def get(self, stack_id: str) -> SourceCredentials | None:
+        """The stack's credentials, or None if it has none."""
+
+    def delete(self, stack_id: str) -> None:
+        """Forget the stack's credentials (nothing to do if it has none)."""
+
+
 class Builder(Protocol):
     """Starts builds (CodeBuild on AWS, the local builder on a laptop)."""
 
-    def start(self, request: Any) -> str:
-        """Start a build of ``request`` (a BuildRequest); returns the build id."""
+    def start(self, request: BuildRequest, credentials: SourceCredentials | None) -> str:
+        """Start a build of ``request``, cloning with ``credentials`` if the URL needs them; returns the build id."""
 
 
 class TaskCallbacks(Protocol):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
-from ..domain.releases import EXECUTION_END, Release
+from ..domain.releases import EXECUTION_END, Release, is_release_id
 from .ports import Executions, ExecutionState, Metrics, ReleaseRepository
 from .releases import ReleaseStarter
 from .stages import StageCoordinator
@@ -27,9 +27,7 @@ MAX_REASON = 2000
 
 
 def parse_cancel(body: Any) -> str:
-    """The optional ``reason`` of a cancel body."""
-    if body is None:
-        return ""
+    """The optional ``reason`` of a cancel body (``{}`` when the request had none)."""
     if not isinstance(body, dict):
         raise ValidationError("must be an object", "body")
     unknown = set(body) - {"reason"}
@@ -144,7 +142,7 @@ class Reconciler:
     def cancel(self, release_id: str, body: Any, actor: str) -> dict[str, Any]:
         """Stop a release: it ends CANCELLED; a change set already executing finishes as CloudFormation ends it."""
         reason = parse_cancel(body)
-        release = self._releases.get(release_id)
+        release = self._releases.get(release_id) if is_release_id(release_id) else None
         if release is None:
             raise NotFoundError(f"release {release_id!r} does not exist")
         if release.status == "CANCELLED":

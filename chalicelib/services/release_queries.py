@@ -5,11 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.errors import NotFoundError, ValidationError
-from ..domain.history import release_timeline
-from ..domain.releases import RELEASE_STATUSES
+from ..domain.history import redact_task_tokens, release_timeline
+from ..domain.releases import BRANCH, RELEASE_STATUSES, is_release_id
+from ..domain.stacks import is_stack_id
+from ..domain.text import matches
 from .ports import ExecutionHistory, LogStore, ReleaseRepository, StackRepository
 from .release_views import release_summary, release_view
-from .stacks import parse_limit
+from .stacks import parse_limit, parse_next_token
+
+
+def parse_flag(raw: str | None, name: str) -> bool:
+    """A ``true``/``false`` query parameter (absent: false)."""
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise ValidationError("must be true or false", name)
 
 
 class ReleaseQueries:
@@ -24,18 +35,20 @@ class ReleaseQueries:
         self._logs = logs
 
     def _release(self, release_id: str) -> Any:
-        release = self._releases.get(release_id)
+        release = self._releases.get(release_id) if is_release_id(release_id) else None
         if release is None:
             raise NotFoundError(f"release {release_id!r} does not exist")
         return release
 
-    def history(self, release_id: str, raw: bool) -> dict[str, Any]:
-        """The timeline (or the raw events) of the release's executions, one entry per state: a resumed
-        release's earlier executions first (``previous_executions``), then its current one."""
+    def history(self, release_id: str, raw_flag: str | None) -> dict[str, Any]:
+        """The timeline (or, with ``raw=true``, the events) of the release's executions, one entry per state:
+        a resumed release's earlier executions first (``previous_executions``), then its current one. Task
+        tokens are redacted either way."""
+        raw = parse_flag(raw_flag, "raw")
         release = self._release(release_id)
         arns = [*release.previous_executions, release.execution_arn]
         histories = [(arn, self._history.events(arn)) for arn in arns]
-        found = [(arn, events) for arn, events in histories if events is not None]
+        found = [(arn, redact_task_tokens(events)) for arn, events in histories if events is not None]
         body: dict[str, Any] = {
             "release_id": release_id,
             "execution_arn": release.execution_arn,
@@ -66,7 +79,7 @@ class ReleaseQueries:
 
     def show(self, release_id: str) -> dict[str, Any]:
         """One release with its build and stages."""
-        found = self._releases.get_with_runs(release_id)
+        found = self._releases.get_with_runs(release_id) if is_release_id(release_id) else None
         if found is None:
             raise NotFoundError(f"release {release_id!r} does not exist")
         release, runs = found
@@ -78,11 +91,15 @@ class ReleaseQueries:
         """A page of the stack's releases, newest first; filters ``status`` and ``ref``."""
         if status is not None and status not in RELEASE_STATUSES:
             raise ValidationError(f"must be one of {', '.join(RELEASE_STATUSES)}", "status")
-        if ref is not None and not ref.startswith("refs/"):
-            ref = f"refs/heads/{ref}"
+        if ref is not None:
+            if not matches(BRANCH, ref):
+                raise ValidationError("must be a branch, tag or full ref (1 to 255 characters, no spaces)", "ref")
+            if not ref.startswith("refs/"):
+                ref = f"refs/heads/{ref}"
         page_size = parse_limit(limit)
-        stack = self._stacks.get(stack_id)
+        token = parse_next_token(next_token)
+        stack = self._stacks.get(stack_id) if is_stack_id(stack_id) else None
         if stack is None:
             raise NotFoundError(f"stack {stack_id!r} does not exist")
-        page = self._releases.list_for_stack(stack_id, page_size, next_token, status, ref, stack.uid)
+        page = self._releases.list_for_stack(stack_id, page_size, token, status, ref, stack.uid)
         return {"releases": [release_summary(r) for r in page.items], "next_token": page.next_token}

@@ -7,6 +7,7 @@ from typing import Any
 from ..domain.releases import (
     Release,
     StageRun,
+    change_preview,
     change_summary,
     duration_seconds,
     flat_outputs,
@@ -32,6 +33,7 @@ def stage_view(release: Release, name: str, position: int, run: StageRun | None)
             "duration_seconds": None,
             "approval": None,
             "changes": None,
+            "change_summary": None,
             "outputs": None,
             "no_changes": False,
             "error": None,
@@ -45,7 +47,8 @@ def stage_view(release: Release, name: str, position: int, run: StageRun | None)
         "ended_at": run.ended_at,
         "duration_seconds": duration_seconds(run.started_at, run.ended_at),
         "approval": run.approval,  # {requested_at} from the state machine, then {decision, by, at, comment}
-        "changes": change_summary(run.changes),
+        "changes": change_preview(run.changes),  # what the approver sees while AWAITING_APPROVAL
+        "change_summary": change_summary(run.changes),
         "outputs": flat_outputs(run.outputs),
         "no_changes": run.no_changes,
         "error": run.error,
@@ -73,6 +76,18 @@ def build_view(release: Release) -> dict[str, Any] | None:
     }
 
 
+def artifact_view(release: Release) -> dict[str, Any] | None:
+    """Where the release's packaged template is kept (what promote and rollback deploy again)."""
+    build = release.build or {}
+    if not release.built:
+        return None
+    return {
+        "template_url": build.get("template_url"),
+        "bucket": build.get("artifact_bucket"),
+        "key": build.get("artifact_key"),
+    }
+
+
 def release_view(release: Release, runs: dict[str, StageRun] | None = None) -> dict[str, Any]:
     """A release with its build and every stage in order."""
     runs = runs or {}
@@ -95,6 +110,10 @@ def release_view(release: Release, runs: dict[str, StageRun] | None = None) -> d
         "cause": release.cause,
         "superseded_by": release.superseded_by,
         "cancelled_by": release.cancelled_by,
+        "source_release_id": release.source_release_id,
+        "requested_by": release.requested_by,
+        "build_id": (release.build or {}).get("build_id"),
+        "artifact": artifact_view(release),
         "execution_name": release.execution_name,
         "execution_arn": release.execution_arn,
         "console_url": console_url(release.execution_arn),

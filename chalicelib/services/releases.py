@@ -10,7 +10,8 @@ from typing import Any
 
 from ..domain import webhooks
 from ..domain.clock import iso, parse_iso
-from ..domain.errors import NotFoundError, UnauthorizedError
+from ..domain.errors import NotFoundError, UnauthorizedError, ValidationError
+from ..domain.limits import MAX_KEY_CHARS
 from ..domain.releases import (
     PipelineConfig,
     Release,
@@ -20,7 +21,7 @@ from ..domain.releases import (
     new_release,
     push_key,
 )
-from ..domain.stacks import Stack
+from ..domain.stacks import Stack, is_stack_id
 from .ports import Executions, Metrics, ReleaseRepository, SecretStore, StackRepository
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,7 @@ class ReleaseStarter:
     def receive(self, provider: str, stack_id: str, headers: Mapping[str, str], body: bytes) -> Outcome:
         """Verify, parse and act on one provider delivery."""
         headers = {k.lower(): v for k, v in headers.items()}
-        stack = self._stacks.get(stack_id)
-        if stack is None:
-            raise NotFoundError(f"stack {stack_id!r} does not exist")
+        stack = self._stack(stack_id)
         self._verify(provider, stack_id, headers, body)
         payload = webhooks.read_body(provider, headers.get("content-type"), body)
         delivery = webhooks.parse_delivery(provider, headers, payload)
@@ -129,13 +128,19 @@ class ReleaseStarter:
     def start_manual(self, stack_id: str, body: Any, idempotency_key: str | None) -> Outcome:
         """``POST /stacks/{id}/releases``: a release of a ref or sha through the same path."""
         ref, sha = manual_ref(body)
-        stack = self._stacks.get(stack_id)
-        if stack is None:
-            raise NotFoundError(f"stack {stack_id!r} does not exist")
+        if idempotency_key is not None and not is_idempotency_key(idempotency_key):
+            raise ValidationError(f"must be 1 to {MAX_KEY_CHARS} visible ASCII characters", "Idempotency-Key")
+        stack = self._stack(stack_id)
         keys = [delivery_key("manual", f"{stack_id}#{stack.uid}#{idempotency_key}")] if idempotency_key else []
         return self._create_and_start(stack, keys, ref=ref, sha=sha)
 
     # ------------------------------------------------------------------ shared path
+
+    def _stack(self, stack_id: str) -> Stack:
+        stack = self._stacks.get(stack_id) if is_stack_id(stack_id) else None
+        if stack is None:
+            raise NotFoundError(f"stack {stack_id!r} does not exist")
+        return stack
 
     def _create_and_start(
         self, stack: Stack, keys: list[str], push: webhooks.Push | None = None, ref: str = "", sha: str = ""
@@ -181,6 +186,11 @@ class ReleaseStarter:
         if started:
             self._metrics.count("PendingReleasesSwept", len(started))
         return started
+
+
+def is_idempotency_key(value: str) -> bool:
+    """An ``Idempotency-Key`` header we can keep: 1 to MAX_KEY_CHARS visible ASCII characters."""
+    return 0 < len(value) <= MAX_KEY_CHARS and all("!" <= c <= "~" for c in value)
 
 
 def _summary(release: Release) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -10,9 +11,10 @@ from ..domain import stacks as domain
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from ..domain.releases import STAGE_TERMINAL, Release, flat_outputs
 from ..domain.stacks import Stack
-from .ports import LaneStore, Page, ReleaseRepository, SecretStore, StackRepository, StageState
+from .ports import CloneCredentialStore, LaneStore, Page, ReleaseRepository, SecretStore, StackRepository, StageState
 
 MAX_PAGE = 100
+MAX_TOKEN_CHARS = 2048
 ROTATION_GRACE_SECONDS = 3600
 
 
@@ -51,6 +53,8 @@ def stack_view(stack: Stack, states: dict[str, StageState] | None = None) -> dic
                 "current_release": _current(state.lane.deployed),
                 "outputs": flat_outputs(state.outputs),
                 "awaiting_approval": holder.release_id if holder and holder.phase == lanes.AWAITING_APPROVAL else None,
+                "pin": None if state.lane.pin is None else dataclasses.asdict(state.lane.pin),
+                "previous_releases": [_current(d) for d in state.lane.history[:5]],
             }
         )
     return {
@@ -74,9 +78,18 @@ def parse_limit(raw: str | None) -> int:
     """The ``limit`` query parameter: 1..100, default 25."""
     if raw is None:
         return 25
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= MAX_PAGE:
         raise ValidationError(f"must be an integer from 1 to {MAX_PAGE}", "limit")
     return int(raw)
+
+
+def parse_next_token(raw: str | None) -> str | None:
+    """The ``next_token`` query parameter: a token a listing returned (checked further by the repository)."""
+    if raw is None:
+        return None
+    if not raw or len(raw) > MAX_TOKEN_CHARS or not all("!" <= c <= "~" for c in raw):
+        raise ValidationError("is not a token this API returned", "next_token")
+    return raw
 
 
 class StackService:
@@ -86,6 +99,7 @@ class StackService:
         self,
         stacks: StackRepository,
         secrets: SecretStore,
+        credentials: CloneCredentialStore,
         lanes_store: LaneStore,
         releases: ReleaseRepository,
         clock: Callable[[], str],
@@ -94,6 +108,7 @@ class StackService:
     ) -> None:
         self._stacks = stacks
         self._secrets = secrets
+        self._credentials = credentials
         self._lanes = lanes_store
         self._releases = releases
         self._clock = clock
@@ -102,21 +117,34 @@ class StackService:
 
     def load(self, stack_id: str) -> Stack:
         """The stack or NotFoundError."""
-        stack = self._stacks.get(stack_id)
+        stack = self._stacks.get(stack_id) if domain.is_stack_id(stack_id) else None
         if stack is None:
             raise NotFoundError(f"stack {stack_id!r} does not exist")
         return stack
 
     def create(self, body: Any) -> dict[str, Any]:
-        """Validate and store a new stack and its webhook secret; the only response showing the secret."""
+        """Validate and store a new stack, its webhook secret and clone credentials; the only response showing
+        the webhook secret (clone credentials are never shown)."""
         stack = domain.parse_new_stack(body, self._clock(), uid=self._new_id("s"))
         self._stacks.create(stack)
+        secret = None
         try:
             secret = self._secrets.create(stack.id)
+            self._store_credentials(stack, None)
         except Exception:
             self._stacks.delete(stack.id, expected_version=stack.version)
+            if secret is not None:
+                self._secrets.delete(stack.id)
             raise
         return _with_secret(stack_view(stack), secret)
+
+    def _store_credentials(self, stack: Stack, previous: domain.Repository | None) -> None:
+        """Store the credentials the request gave; forget stored ones the new URL no longer stands for."""
+        repository = stack.repository
+        if repository.credentials is not None:
+            self._credentials.put(stack.id, repository.provider, repository.clone_url, repository.credentials)
+        elif previous is not None and previous.has_stored_credentials and not repository.has_stored_credentials:
+            self._credentials.delete(stack.id)
 
     def rotate_webhook_secret(self, stack_id: str, grace_seconds: int = ROTATION_GRACE_SECONDS) -> dict[str, Any]:
         """A new webhook secret, shown once; the previous one verifies for ``grace_seconds``."""
@@ -136,7 +164,7 @@ class StackService:
 
     def list(self, limit: str | None, next_token: str | None) -> dict[str, Any]:
         """A page of stacks, each stage with its runtime state (status, current release, lock)."""
-        page: Page = self._stacks.list(parse_limit(limit), next_token)
+        page: Page = self._stacks.list(parse_limit(limit), parse_next_token(next_token))
         states = self._lanes.states_of(page.items) if page.items else {}
         return {"stacks": [stack_view(s, states.get(s.id)) for s in page.items], "next_token": page.next_token}
 
@@ -144,6 +172,8 @@ class StackService:
         stack = self.load(stack_id)
         changed = change(stack)
         self._stacks.save(changed, expected_version=stack.version)
+        if changed.repository is not stack.repository:
+            self._store_credentials(changed, stack.repository)
         return self.show(stack_id)
 
     def patch(self, stack_id: str, body: Any) -> dict[str, Any]:
@@ -171,6 +201,8 @@ class StackService:
         self._clear_way(stack, force, actor, "delete stack")
         self._stacks.delete(stack_id, expected_version=stack.version)
         self._secrets.delete(stack_id)
+        if stack.repository.has_stored_credentials:
+            self._credentials.delete(stack_id)
 
     def _clear_way(self, stack: Stack, force: bool, actor: str, what: str, stage: str | None = None) -> None:
         """Releases in flight (for ``stage``: that still have it to deploy) → 409, or cancelled with ``force``."""

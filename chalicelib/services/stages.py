@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ from ..domain import deploys, lanes
 from ..domain.clock import iso, parse_iso
 from ..domain.errors import BadRequestError, ConflictError
 from ..domain.lanes import Contender, Deployed, Lane, Step, Target
-from ..domain.releases import STAGE_TERMINAL, Release
+from ..domain.releases import DEPLOYMENT_TRIGGERS, STAGE_TERMINAL, Release
 from ..domain.stacks import Stack
 from .ports import (
     CloudFormation,
@@ -56,6 +56,7 @@ class StageMessage:
     cfn_stack_name: str = ""
     role_arn: str = ""
     approval: bool = False
+    auto_approve: bool = False
     execution_name: str = ""
     deploy_timeout_seconds: int = 3600
     approval_timeout_seconds: int = 0
@@ -79,6 +80,7 @@ def parse_stage_message(body: str) -> StageMessage:
             cfn_stack_name=str(data.get("cfn_stack_name") or ""),
             role_arn=str(data.get("role_arn") or ""),
             approval=bool(data.get("approval")),
+            auto_approve=bool(data.get("auto_approve")),
             execution_name=str(data.get("execution_name") or ""),
             deploy_timeout_seconds=int(data.get("deploy_timeout_seconds") or 3600),
             approval_timeout_seconds=int(data.get("approval_timeout_seconds") or 0),
@@ -148,7 +150,8 @@ class StageCoordinator:
     # ------------------------------------------------------------------ enter
 
     def _enter(self, m: StageMessage, release: Release, stack: Stack) -> str:
-        run = self._releases.stage_run(release.id, m.stage)
+        # Only a resumed release (a new execution) can enter a stage it already deployed.
+        run = self._releases.stage_run(release.id, m.stage) if release.previous_executions else None
         if run is not None and run.status == "SUCCEEDED":
             self._callbacks.fail(m.token, "StageDone", f"stage {m.stage} is already deployed by this release")
             return f"enter {m.stage}: already done"
@@ -159,7 +162,16 @@ class StageCoordinator:
             change_set_name=deploys.change_set_name(m.execution_name, m.stage),
             deploy_timeout_seconds=m.deploy_timeout_seconds,
         )
-        contender = Contender(release.id, release.order, m.token, now, target, approval=m.approval)
+        contender = Contender(
+            release.id,
+            release.order,
+            m.token,
+            now,
+            target,
+            approval=m.approval,
+            explicit=release.trigger in DEPLOYMENT_TRIGGERS,
+            rollback=release.trigger == "rollback",
+        )
         lane = self._lanes.lane(stack.id, m.stage)
         blocker = self._blocker(stack, m.stage)
         step = lanes.arrive(lane, contender, stack.execution_mode, now, blocker)
@@ -191,16 +203,20 @@ class StageCoordinator:
             self._callbacks.fail(m.token, "ReleaseEnded", step.ignored)
             return f"approval {m.stage}: {step.ignored}"
         runs: list[RunUpdate] = []
+        effects = _Effects()
         if not any(s.release_id == release.id for s in step.superseded):
-            runs.append(
-                RunUpdate(
-                    release.id,
-                    m.stage,
-                    {"status": "AWAITING_APPROVAL", "task_token": m.token, "approval": {"requested_at": now}},
-                )
-            )
-        self._carry_out(stack, m.stage, step, now, blocker, runs=runs, previous=lane)
-        return f"approval {m.stage}: " + _describe(step, release.id)
+            # the change the person approves, as CloudFormation describes it (docs: "changes" of a stage)
+            fields: dict[str, Any] = {"changes_json": json.dumps(change_set.changes if change_set else [])}
+            if m.auto_approve and change_set is not None and change_set.empty:
+                decision = {"decision": "auto", "by": "stagecoach", "at": now, "comment": "no changes to approve"}
+                fields.update(status="DEPLOYING", approval={"requested_at": now, **decision})
+                step = replace(step, lane=lanes.approval_decided(step.lane, release.id))
+                effects.succeed.append((m.token, decision))
+            else:
+                fields.update(status="AWAITING_APPROVAL", task_token=m.token, approval={"requested_at": now})
+            runs.append(RunUpdate(release.id, m.stage, fields))
+        self._carry_out(stack, m.stage, step, now, blocker, runs=runs, previous=lane, effects=effects)
+        return f"approval {m.stage}: " + ("approved (no changes)" if effects.succeed else _describe(step, release.id))
 
     # ------------------------------------------------------------------ leave
 
@@ -212,10 +228,19 @@ class StageCoordinator:
             return self._answer_late_leave(m, release)
         change_set = self._cfn.change_set(m.cfn_stack_name, m.change_set_name) if m.change_set_name else None
         cfn_stack = self._cfn.stack(m.cfn_stack_name)
-        outcome = deploys.outcome(m.result, holder.phase, change_set, cfn_stack, m.approval_timeout_seconds)
+        approved = False
+        if m.result.get("Error") and holder.phase != lanes.AWAITING_APPROVAL:
+            run = self._releases.stage_run(release.id, m.stage)
+            approved = bool(run and run.approval and run.approval.get("decision") in ("approved", "auto"))
+        outcome = deploys.outcome(
+            m.result, holder.phase, change_set, cfn_stack, m.approval_timeout_seconds, approved=approved
+        )
         deployed = self._deployed(release, now) if outcome.deployed else None
         blocker = self._blocker(stack, m.stage, passed=release.id)
-        step = lanes.depart(lane, release.id, deployed, stack.execution_mode, now, blocker, drain=outcome.drain)
+        leaving = lane
+        if outcome.deployed and release.trigger in ("promote", "redeploy"):
+            leaving = replace(lane, pin=None)  # a promote to a pinned stage unpins it
+        step = lanes.depart(leaving, release.id, deployed, stack.execution_mode, now, blocker, drain=outcome.drain)
         fields: dict[str, Any] = {
             "status": outcome.status,
             "ended_at": now,
@@ -426,6 +451,7 @@ class StageCoordinator:
         pending = list(step.granted)
         superseded = list(step.superseded)
         parked = list(step.parked)
+        held = list(step.held)
         while pending:
             contender = pending.pop(0)
             plan = self._plan(stack, lane, contender, now)
@@ -476,6 +502,7 @@ class StageCoordinator:
             pending.extend(after.granted)
             superseded.extend(after.superseded)
             parked.extend(after.parked)
+            held.extend(after.held)
         for gone in superseded:
             runs.append(
                 RunUpdate(
@@ -499,6 +526,16 @@ class StageCoordinator:
                 effects.fail.append((gone.token, "Superseded", cause))
         for contender, behind in parked:
             runs.append(RunUpdate(contender.release_id, stage, {"status": "WAITING", "waiting_for": behind}))
+        for contender in held:
+            pinned = lane.pin
+            cause = f"held by the pin on stage {stage}" + (
+                f" (rolled back to {pinned.release_id} by {pinned.by}: {pinned.reason})" if pinned else ""
+            )
+            fields = {"status": "HELD", "ended_at": now, "cause": cause, "waiting_for": None, "task_token": None}
+            runs.append(RunUpdate(contender.release_id, stage, fields))
+            ending = {"failed_stage": stage, "cause": cause, "ended_at": now}
+            effects.ends.append((contender.release_id, "HELD", ending))
+            effects.fail.append((contender.token, "Held", cause))
         if lane != previous or runs:
             self._lanes.commit(
                 LaneChange(
@@ -560,4 +597,6 @@ def _describe(step: Step, release_id: str) -> str:
     behind = next((b for c, b in step.parked if c.release_id == release_id), None)
     if behind is not None:
         return f"waits behind {behind}"
+    if any(h.release_id == release_id for h in step.held):
+        return "held by the stage's pin"
     return step.ignored or "recorded"

@@ -86,7 +86,8 @@ def test_watch_returns_4_at_the_approval_gate_then_1_once_rejected(plane: Any, t
 
     assert at_gate.returncode == 4, at_gate.stdout + at_gate.stderr
     approve = f"stagecoach --url {plane.url} approve {release_id} prod"
-    assert f"release {release_id} awaits approval at prod; run:" in at_gate.stdout
+    assert f"release {release_id} awaits approval at prod of these changes:" in at_gate.stdout
+    assert "Add     Function" in at_gate.stdout  # the change set the approval is about
     assert approve in at_gate.stdout
     again = cli(plane, "--json", "watch", release_id, "--timeout", "150")  # still there: returns at once
     assert again.returncode == 4 and json.loads(again.stdout)["status"] == "RUNNING"

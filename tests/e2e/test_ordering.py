@@ -63,9 +63,7 @@ def pipeline(client: Any) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in client.http.get("/stacks/hello").json_body["stages"]}
 
 
-def test_four_quick_pushes_end_on_the_newest_and_supersede_the_others(
-    client: Any, pump: Any, tmp_path: Path
-) -> None:
+def test_four_quick_pushes_end_on_the_newest_and_supersede_the_others(client: Any, pump: Any, tmp_path: Path) -> None:
     repo, _ = example_repo(tmp_path)
     secret = create_stack(client, repo)
     shas = commits(repo, 4)
@@ -113,9 +111,7 @@ def test_of_two_releases_waiting_for_approval_the_newer_wins(client: Any, pump: 
     assert approve(client, a).status_code == 409  # still refused after B deployed
 
 
-def test_a_stopped_execution_is_reconciled_and_the_next_release_enters(
-    client: Any, pump: Any, tmp_path: Path
-) -> None:
+def test_a_stopped_execution_is_reconciled_and_the_next_release_enters(client: Any, pump: Any, tmp_path: Path) -> None:
     repo, _ = example_repo(tmp_path)
     secret = create_stack(client, repo, mode="QUEUED")
     sha_a, sha_b = commits(repo, 2)
@@ -211,9 +207,7 @@ def secret_of_new(client: Any) -> str:
     return str(client.http.post("/stacks/hello/webhook/rotate").json_body["secret"])
 
 
-def test_removing_a_stage_a_release_still_has_to_deploy_needs_force(
-    client: Any, pump: Any, tmp_path: Path
-) -> None:
+def test_removing_a_stage_a_release_still_has_to_deploy_needs_force(client: Any, pump: Any, tmp_path: Path) -> None:
     repo, sha = example_repo(tmp_path)
     secret = create_stack(client, repo)
     a = push(client, secret, sha).json_body["release_id"]

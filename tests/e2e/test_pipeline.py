@@ -66,7 +66,7 @@ def test_push_reaches_prod_after_approval(client: Any, pump: Any, tmp_path: Path
     assert prod["approval"]["decision"] == "approved"
     assert prod["approval"]["comment"] == "ship"
     assert "ReleaseParameterName" in (prod["outputs"] or {}), done["stages"]
-    assert prod["changes"]["add"] >= 3
+    assert prod["change_summary"]["add"] >= 3
     ssm = boto3.client("ssm", region_name="us-east-1")
     value = ssm.get_parameter(Name=prod["outputs"]["ReleaseParameterName"])["Parameter"]["Value"]
     assert "prod" in value and sha in value
@@ -135,7 +135,7 @@ def test_manual_redeploy_of_same_sha_has_no_changes(client: Any, pump: Any, tmp_
     assert done["status"] == "SUCCEEDED"
     # Same template, parameters and tags (stack tags carry no release id): an empty change set.
     assert [s["no_changes"] for s in done["stages"]] == [True, True, True]
-    assert [s["changes"] for s in done["stages"]] == [{"add": 0, "modify": 0, "remove": 0, "replace": 0}] * 3
+    assert [s["change_summary"] for s in done["stages"]] == [{"add": 0, "modify": 0, "remove": 0, "replace": 0}] * 3
     assert release(client, first["release_id"])["status"] == "SUCCEEDED"
 
 

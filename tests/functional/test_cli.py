@@ -193,7 +193,9 @@ def test_stages_add_move_update_remove(plane: Any) -> None:
     assert code == 1
     assert one_line(err) == "stagecoach: 409 Conflict: stack 'stg' already has a stage 'dev'"
     code, _, err = cli(plane, "stages", "move", "stg", "dev", "9")
-    assert code == 1 and one_line(err).startswith("stagecoach: 400 ValidationError:")
+    assert code == 1 and one_line(err).startswith("stagecoach: 409 Conflict: position 9 is past the end")
+    code, _, err = cli(plane, "stages", "move", "stg", "dev", "20")
+    assert code == 1 and one_line(err).startswith("stagecoach: 400 ValidationError: position:")
     code, _, err = cli(plane, "stages", "remove", "stg", "nope")
     assert code == 1 and one_line(err).startswith("stagecoach: 404 NotFound:")
     assert cli(plane, "stacks", "delete", "stg")[0] == 0

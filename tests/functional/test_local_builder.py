@@ -515,3 +515,35 @@ artifacts:
     result = run(uploads, workdir, str(tmp_path / "repo"), sha)
     assert result.status == "SUCCEEDED", result.log
     assert uploads["out.txt"] == b"two words one\n"
+
+
+ENV_SPEC = """
+version: 0.2
+phases:
+  build:
+    commands:
+      - env | sort > env.txt
+artifacts:
+  files:
+    - env.txt
+"""
+
+
+def test_commands_get_a_minimal_environment_not_the_control_planes(
+    tmp_path: Path, uploads: Uploads, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAGECOACH_CANARY_SECRET", "control-plane-only")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "control-plane-key")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    repo = tmp_path / "repo"
+    sha = make_repo(repo, {"buildspec.yml": ENV_SPEC})
+    result = run(uploads, workdir, str(repo), sha)
+    assert result.status == "SUCCEEDED", result.log
+    names = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in uploads["env.txt"].decode().splitlines()}
+    assert "STAGECOACH_CANARY_SECRET" not in names
+    assert "AWS_SECRET_ACCESS_KEY" not in names
+    assert names["AWS_REGION"] == names["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert names["PATH"] and names["HOME"]
+    assert names["STAGECOACH_STACK"] == "hello"
+    assert names["CODEBUILD_RESOLVED_SOURCE_VERSION"] == sha
+    assert "control-plane" not in uploads["env.txt"].decode()

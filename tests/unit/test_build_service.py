@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chalicelib.services.builds import BuildService
-from tests.fakes import CountingMetrics, FixedClock, InMemoryBuildRecords, RecordingCallbacks
+from tests.fakes import CountingMetrics, FixedClock, InMemoryBuildRecords, InMemoryCloneCredentials, RecordingCallbacks
 
 NOW = "2026-11-27T12:00:00.000Z"
 RESOLVED = "1f" * 20
@@ -28,7 +28,7 @@ def build_event(status: str, resolved: str | None, failed_phase: str | None = No
 
 
 class UnusedBuilder:
-    def start(self, request: Any) -> str:
+    def start(self, request: Any, credentials: Any) -> str:
         raise AssertionError("finish() starts no build")
 
 
@@ -37,6 +37,7 @@ def service(records: InMemoryBuildRecords, callbacks: RecordingCallbacks) -> Bui
         UnusedBuilder(),
         records,
         callbacks,
+        InMemoryCloneCredentials(),
         lambda: "artifacts",
         lambda: "us-east-1",
         FixedClock(NOW),

@@ -112,6 +112,7 @@ def test_pipeline_view_shows_stages_in_order_with_current_release() -> None:
         "IN",
         "STAGE",
         "WAITING",
+        "PIN",
     ]
     assert lines[header + 1].split()[:7] == ["0", "dev", "IDLE", "no", "aaaaaaaa", "fix", "the"]
     assert "2026-11-27 14:30:00" in lines[header + 1]
@@ -575,12 +576,26 @@ def test_watch_returns_4_at_an_approval_gate_with_the_command_to_run() -> None:
     waiting = release_doc(
         "RUNNING", build={"status": "SUCCEEDED"}, stages=[("dev", "SUCCEEDED"), ("prod", "AWAITING_APPROVAL")]
     )
+    waiting["stages"][1]["changes"] = [
+        {
+            "action": "Modify",
+            "logical_id": "Function",
+            "resource_type": "AWS::Lambda::Function",
+            "replacement": "True",
+            "details": [{"attribute": "Properties", "name": "Runtime", "before": "python3.11", "after": "python3.12"}],
+        },
+        {"action": "Remove", "logical_id": "Queue", "resource_type": "AWS::SQS::Queue", "details": []},
+    ]
     never = release_doc("SUCCEEDED")
     code, lines, err = watch(scripted(built, waiting, never), command="stagecoach --url http://h:9")
     assert (code, err) == (4, "")
     assert "12:00:01  prod       AWAITING_APPROVAL" in lines
-    assert lines[-3:] == [
-        "release r01X awaits approval at prod; run:",
+    assert lines[-7:] == [
+        "release r01X awaits approval at prod of these changes:",
+        "ACTION  RESOURCE  TYPE                               PROPERTY            BEFORE → AFTER",
+        "Modify  Function  AWS::Lambda::Function  !! REPLACE  Properties.Runtime  python3.11 → python3.12",
+        "Remove  Queue     AWS::SQS::Queue        !! REMOVE   -                   -",
+        "run:",
         "  stagecoach --url http://h:9 approve r01X prod   (or: stagecoach --url http://h:9 reject r01X prod)",
         "then follow it again: stagecoach --url http://h:9 watch r01X",
     ]

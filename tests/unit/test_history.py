@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.history import StepFunctionsHistory
-from chalicelib.domain.history import build_timeline, release_timeline
+from chalicelib.domain.history import build_timeline, redact_task_tokens, release_timeline
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -126,3 +127,44 @@ def test_history_follows_every_page_and_converts_timestamps() -> None:
 
 def test_history_of_an_execution_that_never_started_is_none() -> None:
     assert StepFunctionsHistory(lambda: PagedClient([], 5)).events("missing") is None
+
+
+TOKEN = "AQCEAAAAKgAAAAMAAAAAAAAAAf0f0FRK1pNm2x9mXoUVkLwEXAMPLEtoken"
+
+
+def test_raw_history_shows_no_task_token_wherever_it_is() -> None:
+
+    message = json.dumps({"task_token": TOKEN, "release_id": "r1", "clone_url": "https://***@host/a.git"})
+    events = [
+        {
+            "type": "TaskScheduled",
+            "taskScheduledEventDetails": {
+                "parameters": json.dumps({"QueueUrl": "q", "MessageBody": message}),
+                "resource": "sendMessage.waitForTaskToken",
+            },
+        },
+        {
+            "type": "TaskScheduled",
+            "taskScheduledEventDetails": {
+                "parameters": json.dumps({"Item": {"task_token": {"S": TOKEN}, "status": {"S": "AWAITING_APPROVAL"}}}),
+            },
+        },
+        {
+            "type": "TaskFailed",
+            "taskFailedEventDetails": {"error": "States.Timeout", "cause": f"token {TOKEN} expired"},
+        },
+        {"type": "TaskSubmitted", "taskSubmittedEventDetails": {"output": json.dumps({"TaskToken": TOKEN})}},
+    ]
+    redacted = redact_task_tokens(events)
+    text = json.dumps(redacted)
+    assert TOKEN not in text
+    assert text.count("***") >= 4
+    body = json.loads(json.loads(redacted[0]["taskScheduledEventDetails"]["parameters"])["MessageBody"])
+    assert body == {"task_token": "***", "release_id": "r1", "clone_url": "https://***@host/a.git"}
+    assert redacted[2]["taskFailedEventDetails"]["cause"] == "token *** expired"
+
+
+def test_history_without_tokens_is_unchanged() -> None:
+
+    events = [{"type": "ExecutionStarted", "executionStartedEventDetails": {"input": '{"a": [1, 2]}'}}]
+    assert redact_task_tokens(events) == events

@@ -65,10 +65,12 @@ FUNCTION_ACTIONS = {
         "secretsmanager:DeleteSecret",
         "secretsmanager:GetSecretValue",
         "secretsmanager:PutSecretValue",
+        "secretsmanager:TagResource",
     },
     "BuildWorkerRole": LOGS
     | CALLBACKS
     | {
+        "secretsmanager:GetSecretValue",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -345,6 +347,28 @@ def test_webhook_secrets_policy_matches_the_secret_prefix(cfn: dict[str, Any]) -
             assert resource["Fn::Sub"].endswith(f":secret:{prefix}*")
     attached = cfn["Resources"]["ApiHandlerRole"]["Properties"]["ManagedPolicyArns"]
     assert {"Ref": "WebhookSecretsPolicy"} in attached
+
+
+def test_clone_credentials_policies_match_the_clone_secret_prefix(cfn: dict[str, Any]) -> None:
+    variables = cfn["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+    prefix = variables["STAGECOACH_CLONE_SECRET_PREFIX"]
+    assert prefix != variables["STAGECOACH_SECRET_PREFIX"], "the build worker must not read webhook secrets"
+    for policy in ("CloneCredentialsPolicy", "CloneCredentialsReadPolicy"):
+        allowed = checks.allowed_actions([cfn["Resources"][policy]["Properties"]["PolicyDocument"]])
+        for action, resources in allowed.items():
+            assert action.startswith("secretsmanager:")
+            for resource in resources:
+                assert resource["Fn::Sub"].endswith(f":secret:{prefix}*")
+    read = checks.allowed_actions([cfn["Resources"]["CloneCredentialsReadPolicy"]["Properties"]["PolicyDocument"]])
+    assert set(read) == {"secretsmanager:GetSecretValue"}
+    attached = {
+        role: cfn["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
+        for role in ("ApiHandlerRole", "BuildWorkerRole", "BuildProjectRole", "BuildStateChangedRole")
+    }
+    assert {"Ref": "CloneCredentialsPolicy"} in attached["ApiHandlerRole"]
+    assert {"Ref": "CloneCredentialsReadPolicy"} in attached["BuildWorkerRole"]
+    assert {"Ref": "CloneCredentialsReadPolicy"} in attached["BuildProjectRole"], "CodeBuild reads sourceAuth secrets"
+    assert not attached["BuildStateChangedRole"]
 
 
 def test_each_function_has_its_own_role(cfn: dict[str, Any]) -> None:

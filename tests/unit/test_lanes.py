@@ -236,3 +236,35 @@ def test_a_resumed_holder_starts_the_stage_over_with_its_new_change_set() -> Non
         later,
         "",
     )
+
+
+def test_a_pinned_stage_holds_automatic_releases_and_lets_explicit_ones_in() -> None:
+    pinned = lanes.pin(empty(), lanes.Pin("r1", "1" * 40, "alice", NOW, "bad deploy"))
+    held = lanes.arrive(pinned, contender(3), "SUPERSEDED", NOW)
+    assert [h.release_id for h in held.held] == ["r3"] and held.lane.holder is None
+    promote = replace(contender(2), explicit=True)
+    assert [g.release_id for g in lanes.arrive(pinned, promote, "SUPERSEDED", NOW).granted] == ["r2"]
+    waiting = lanes.arrive(empty(), contender(1), "QUEUED", NOW).lane
+    waiting = lanes.arrive(waiting, contender(3), "QUEUED", NOW).lane
+    waiting = lanes.pin(waiting, lanes.Pin("r0", "0" * 40, "alice", NOW, "bad deploy"))
+    freed = lanes.depart(waiting, "r1", None, "QUEUED", NOW)
+    assert [h.release_id for h in freed.held] == ["r3"] and not freed.granted  # a waiter from before the pin
+
+
+def test_a_rollback_may_move_a_stage_back_and_is_never_superseded_by_order() -> None:
+    deployed = Deployed("r5", contender(5).order, "5" * 40, "five", NOW)
+    lane = replace(empty(), deployed=deployed)
+    back = replace(contender(2), explicit=True, rollback=True)
+    assert [g.release_id for g in lanes.arrive(lane, back, "SUPERSEDED", NOW).granted] == ["r2"]
+    busy = lanes.arrive(empty(), contender(6), "SUPERSEDED", NOW).lane
+    parked = lanes.arrive(busy, back, "SUPERSEDED", NOW)
+    assert parked.parked and not parked.superseded
+
+
+def test_a_stage_remembers_what_it_ran_before() -> None:
+    lane = empty()
+    for n in (1, 2, 3):
+        lane = lanes.deploy(lane, Deployed(f"r{n}", contender(n).order, str(n) * 40, "", NOW))
+    assert lane.deployed is not None and lane.deployed.release_id == "r3"
+    assert [d.release_id for d in lane.history] == ["r2", "r1"]
+    assert lanes.deploy(lane, lane.deployed).history == lane.history  # a redeploy adds nothing

@@ -6,7 +6,13 @@ from chalice.app import IAMAuthorizer
 
 from app import app
 
-OPEN = ("/health", "/webhooks/github/{stack_id}", "/webhooks/gitlab/{stack_id}", "/webhooks/bitbucket/{stack_id}")
+OPEN = (
+    "/health",
+    "/openapi.yaml",
+    "/webhooks/github/{stack_id}",
+    "/webhooks/gitlab/{stack_id}",
+    "/webhooks/bitbucket/{stack_id}",
+)
 
 
 def test_every_api_route_has_the_iam_authorizer_and_only_webhooks_and_health_are_open() -> None:

@@ -11,12 +11,10 @@ from chalicelib.domain.errors import ConflictError, NotFoundError, ValidationErr
 from chalicelib.domain.lanes import Deployed, Lane
 from chalicelib.services.ports import StageState
 from chalicelib.services.stacks import StackService, parse_limit
+from tests import fakes
 from tests.fakes import (
-    FixedClock,
-    Ids,
     InMemoryLaneStore,
     InMemoryReleaseRepository,
-    InMemorySecretStore,
     InMemoryStackRepository,
     stack_body,
 )
@@ -91,9 +89,12 @@ def test_add_stage_rejects_duplicates_and_bad_position() -> None:
     stack = new_stack()
     with pytest.raises(ConflictError):
         domain.add_stage(stack, {"name": "dev"}, NOW)
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(ConflictError, match="position 9 is past the end"):
         domain.add_stage(stack, {"name": "x", "position": 9}, NOW)
+    with pytest.raises(ValidationError) as caught:
+        domain.add_stage(stack, {"name": "x", "position": 20}, NOW)
     assert caught.value.field == "position"
+    assert "from 0 to 19" in caught.value.message
 
 
 def test_move_and_update_stage() -> None:
@@ -112,10 +113,10 @@ def test_move_and_update_stage() -> None:
 
 def test_remove_stage_never_the_last() -> None:
     stack = domain.parse_new_stack(stack_body(stages=[{"name": "dev"}, {"name": "prod"}]), NOW)
-    one = domain.remove_stage(stack, "dev", None, NOW)
+    one = domain.remove_stage(stack, "dev", {}, NOW)
     assert [s.name for s in one.stages] == ["prod"]
     with pytest.raises(ConflictError):
-        domain.remove_stage(one, "prod", None, NOW)
+        domain.remove_stage(one, "prod", {}, NOW)
 
 
 def test_patch_requires_matching_version() -> None:
@@ -131,9 +132,7 @@ def test_patch_requires_matching_version() -> None:
 
 
 def stack_service(repo: InMemoryStackRepository) -> StackService:
-    releases = InMemoryReleaseRepository()
-    lanes = InMemoryLaneStore(repo, releases)
-    return StackService(repo, InMemorySecretStore(), lanes, releases, FixedClock(NOW), lambda prefix: Ids()())
+    return fakes.stack_service(repo, now=NOW)
 
 
 def test_service_writes_nothing_on_invalid_input() -> None:
@@ -191,7 +190,7 @@ def test_service_list_shows_stage_states_from_one_batch_read_per_page() -> None:
     repo = InMemoryStackRepository()
     releases = InMemoryReleaseRepository()
     lanes_store = InMemoryLaneStore(repo, releases)
-    service = StackService(repo, InMemorySecretStore(), lanes_store, releases, FixedClock(NOW), lambda prefix: "s1")
+    service = fakes.stack_service(repo, lanes=lanes_store, releases=releases, uid="s1", now=NOW)
     for i in range(3):
         service.create(stack_body(name=f"svc {i}"))
     deployed = Deployed("r1", f"{NOW}#r1", "c" * 40, "Ship it", NOW)

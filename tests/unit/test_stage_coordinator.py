@@ -53,8 +53,9 @@ class World:
         self.tokens = 0
 
     def release(self, n: int) -> str:
-        """Release r<n> of commit n (received in order of n), RUNNING."""
-        release = new_release(self.stack, f"r{n}", f"2026-11-27T11:00:0{n}.000Z", CONFIG, sha=str(n) * 40, ref="main")
+        """Release r0…0<n> of commit n (received in order of n), RUNNING."""
+        received = f"2026-11-27T11:00:0{n}.000Z"
+        release = new_release(self.stack, f"r{n:026d}", received, CONFIG, sha=str(n) * 40, ref="main")
         self.releases.record(release, [])
         self.releases.start_running(release.id)
         return release.id
@@ -189,7 +190,7 @@ def test_a_newer_release_supersedes_one_waiting_for_approval_and_the_approval_th
     from chalicelib.domain.errors import ConflictError
 
     with pytest.raises(ConflictError, match=f"superseded by release {r2}"):
-        approvals.decide(r1, "prod", True, None, "alice")
+        approvals.decide(r1, "prod", True, {}, "alice")
 
 
 def test_an_approval_given_first_wins_over_a_newer_release() -> None:
@@ -220,11 +221,11 @@ def test_an_approval_retried_after_an_outage_is_not_lost() -> None:
     approvals = ApprovalService(world.releases, world.releases, world.callbacks, world.clock, world.lanes)
     world.callbacks.unavailable = 1
     with pytest.raises(UnavailableError):
-        approvals.decide(r1, "prod", True, None, "alice")
+        approvals.decide(r1, "prod", True, {}, "alice")
     assert world.releases.waiting_token(r1, "prod") == token  # nothing recorded, the token kept
-    assert approvals.decide(r1, "prod", True, None, "alice")["decision"] == "approved"
+    assert approvals.decide(r1, "prod", True, {}, "alice")["decision"] == "approved"
     assert token in world.callbacks.succeeded
-    assert approvals.decide(r1, "prod", True, None, "alice")["decision"] == "approved"  # a retry answers again
+    assert approvals.decide(r1, "prod", True, {}, "alice")["decision"] == "approved"  # a retry answers again
 
 
 def test_queued_mode_waits_for_an_older_release_still_building() -> None:
@@ -339,6 +340,7 @@ def test_a_redelivered_message_is_answered_as_recorded() -> None:
     again = world.send("leave", r1, "dev", change_set_name=name, result={"kind": "executed"})
     assert again in world.callbacks.succeeded
     assert world.lanes.commits == commits
+    world.releases.releases[r1] = replace(world.releases.get(r1), previous_executions=("arn:lost",))
     resumed = world.send("enter", r1, "dev")  # a resumed execution entering a stage it deployed
     assert world.callbacks.failed[resumed][0] == "StageDone"
 
@@ -441,14 +443,14 @@ def test_cancel_is_idempotent_and_refuses_ended_releases() -> None:
     world = World()
     recon, _executions = reconciler(world)
     r1 = world.release(1)
-    first = recon.cancel(r1, None, "alice")
-    assert recon.cancel(r1, None, "bob") == first
+    first = recon.cancel(r1, {}, "alice")
+    assert recon.cancel(r1, {}, "bob") == first
     r2 = world.release(2)
     world.releases.end(r2, "SUCCEEDED", {})
     with pytest.raises(ConflictError):
-        recon.cancel(r2, None, "alice")
+        recon.cancel(r2, {}, "alice")
     with pytest.raises(NotFoundError):
-        recon.cancel("nope", None, "alice")
+        recon.cancel("nope", {}, "alice")
 
 
 def test_a_release_whose_execution_was_lost_resumes_in_a_new_execution() -> None:
@@ -508,3 +510,22 @@ def test_a_rejection_is_recorded_even_when_the_stage_was_closed_first() -> None:
     assert run.approval["decision"] == "rejected" and run.approval["by"] == "bob"
     assert approvals.decide(r1, "prod", False, {"comment": "not today"}, "bob") == decided  # a retry answers again
     assert world.lanes.states("hello")["prod"].last_outcome is None  # a rejection deployed nothing
+
+
+def test_an_approved_change_set_that_can_no_longer_run_is_stale_and_deploys_nothing() -> None:
+    from chalicelib.services.approvals import ApprovalService
+
+    world = World()
+    world.executed("prod")
+    r1 = world.release(1)
+    world.send("enter", r1, "prod")
+    world.send("approval", r1, "prod")
+    approvals = ApprovalService(world.releases, world.releases, world.callbacks, world.clock, world.lanes)
+    approvals.decide(r1, "prod", True, {}, "alice")
+    name = world.lanes.lane("hello", "prod").holder.target.change_set_name
+    # someone updated the stack meanwhile: CloudFormation deleted this change set
+    error = {"Error": "CloudFormation.ChangeSetNotFoundException", "Cause": f"ChangeSet [{name}] does not exist"}
+    token = world.send("leave", r1, "prod", change_set_name=name, result=error)
+    failure = json.loads(world.callbacks.failed[token][1])
+    assert failure["error"] == "ChangeSetStale" and "nothing was deployed" in failure["cause"]
+    assert world.lanes.lane("hello", "prod").deployed is None

@@ -319,6 +319,34 @@ def test_chalice_resource_names(sam: dict[str, Any]) -> None:
         assert "CodeUri" in function["Properties"], f"{name} exists only in deploy/template.yaml"
 
 
+def test_gateway_answers_unknown_routes_and_its_own_errors_in_the_api_error_shape(cfn: dict[str, Any]) -> None:
+    apis = _resources(cfn, "AWS::ApiGateway::RestApi")
+    (api,) = apis.values()
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["statusCode"] == "404"
+    for kind in ("MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"):
+        template = responses[kind]["responseTemplates"]["application/json"]
+        rendered = json.loads(
+            template.replace("$context.error.messageString", '"the message"')
+            .replace("$context.error.responseType", "ACCESS_DENIED")
+            .replace("$context.requestId", "req-1")
+        )
+        assert set(rendered) == {"code", "message"}, kind
+    assert (
+        json.loads(missing["responseTemplates"]["application/json"].replace("$context.requestId", "r"))["code"]
+        == "NotFound"
+    )
+
+
+def test_the_package_serves_the_published_openapi_document(packaged: tuple[Path, dict[str, Any]]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(packaged[0] / "deployment.zip") as package:
+        served = package.read("chalicelib/openapi.yaml")
+    assert served == (checks.ROOT / "docs" / "openapi.yaml").read_bytes()
+
+
 def test_outputs(sam: dict[str, Any]) -> None:
     outputs = sam["Outputs"]
     for name in ("ApiUrl", "GitHubWebhookUrl", "GitHubWebhookSetup", "DefaultCloudFormationRoleArn"):
