@@ -34,6 +34,7 @@ class TimelineEntry:
     outcome: str = "running"
     error: str | None = None
     cause: str | None = None
+    execution: str | None = None  # the execution's name (a resumed release ran in several)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -86,6 +87,25 @@ def build_timeline(events: Sequence[dict[str, Any]], stage_names: Sequence[str])
                 last_open.outcome = "failed"
                 last_open.error = details.get("error")
                 last_open.cause = details.get("cause")
+    return entries
+
+
+def release_timeline(
+    executions: Sequence[tuple[str, Sequence[dict[str, Any]]]], stage_names: Sequence[str]
+) -> list[TimelineEntry]:
+    """The timelines of a release's executions (``(arn, events)``, oldest first), one after the other.
+
+    A release resumed after its execution was lost ran in several: the states an earlier execution left open
+    end ``interrupted`` (the one that took over entered them again).
+    """
+    entries: list[TimelineEntry] = []
+    for index, (arn, events) in enumerate(executions):
+        earlier = index < len(executions) - 1
+        for entry in build_timeline(events, stage_names):
+            entry.execution = arn.rsplit(":", 1)[-1]
+            if earlier and entry.outcome == "running":
+                entry.outcome = "interrupted"
+            entries.append(entry)
     return entries
 
 

@@ -134,11 +134,13 @@ class ExecutionWatcher:
 
 @dataclass(frozen=True)
 class Ticker:
-    """``action`` every ``seconds`` on its own thread."""
+    """``action`` every ``seconds`` on its own thread, the first time ``first_after`` seconds after start
+    (default: ``seconds``)."""
 
     name: str
     seconds: float
     action: Callable[[], Any]
+    first_after: float | None = None
 
 
 class EventPump:
@@ -166,8 +168,9 @@ class EventPump:
         cls, resources: LocalResources, sweep_seconds: float = 10.0, tap: Callable[[dict[str, Any]], None] | None = None
     ) -> "EventPump":
         """Routes of the Stagecoach app: build requests → worker, stage requests → coordinator, build
-        events → handler; execution ends → reconciler; the sweeper every ``sweep_seconds``. ``tap`` sees
-        every event before its handler does (to record what travelled)."""
+        events → handler; execution ends → reconciler; the sweeper at once (after a restart, releases that
+        were running resume now) and then every ``sweep_seconds``. ``tap`` sees every event before its
+        handler does (to record what travelled)."""
         import boto3
 
         import app as app_module
@@ -203,7 +206,7 @@ class EventPump:
         def sweep() -> Any:
             return app_module.sweep_pending_releases(scheduled_event(resources.region), lambda_context("sweep"))
 
-        return cls(routes, session.client("sqs"), [Ticker("sweeper", sweep_seconds, sweep)], watcher)
+        return cls(routes, session.client("sqs"), [Ticker("sweeper", sweep_seconds, sweep, first_after=0)], watcher)
 
     def start(self) -> None:
         """Start polling."""
@@ -217,7 +220,9 @@ class EventPump:
             self._threads.append(thread)
 
     def _tick(self, ticker: Ticker) -> None:
-        while not self._stop.wait(ticker.seconds):
+        wait = ticker.seconds if ticker.first_after is None else ticker.first_after
+        while not self._stop.wait(wait):
+            wait = ticker.seconds
             try:
                 ticker.action()
             except Exception:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.history import StepFunctionsHistory
-from chalicelib.domain.history import build_timeline, redact_task_tokens
+from chalicelib.domain.history import build_timeline, redact_task_tokens, release_timeline
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -61,6 +61,34 @@ def test_timeline_has_one_entry_per_state_with_stage_outcome_and_duration() -> N
     failed = timeline[4]
     assert (failed.error, failed.cause, failed.ended_at) == ("Boom", "it broke", None)
     assert timeline[5].error == "StageFailed"
+
+
+def test_resumed_release_timeline_shows_the_lost_execution_then_the_one_that_took_over() -> None:
+    lost = [
+        ev(1, "ExecutionStarted"),
+        ev(2, "TaskStateEntered", "MarkRunning"),
+        ev(3, "TaskStateExited", "MarkRunning"),
+        ev(4, "MapStateEntered", "Deploy"),
+        ev(5, "MapIterationStarted", mapIterationStartedEventDetails={"index": 0}),
+        ev(6, "TaskStateEntered", "WaitForApproval"),
+    ]
+    resumed = [
+        ev(20, "ExecutionStarted"),
+        ev(21, "MapStateEntered", "Deploy"),
+        ev(22, "MapIterationStarted", mapIterationStartedEventDetails={"index": 0}),
+        ev(23, "TaskStateEntered", "WaitForApproval"),
+    ]
+    first, second = "arn:aws:states:us-east-1:1:execution:m:rel-1", "arn:aws:states:us-east-1:1:execution:m:rel-1-r2"
+    timeline = release_timeline([(first, lost), (second, resumed)], ["prod"])
+    rows = [(e.execution, e.name, e.stage, e.outcome) for e in timeline]
+    assert rows == [
+        ("rel-1", "MarkRunning", None, "succeeded"),
+        ("rel-1", "Deploy", None, "interrupted"),
+        ("rel-1", "WaitForApproval", "prod", "interrupted"),
+        ("rel-1-r2", "Deploy", None, "running"),
+        ("rel-1-r2", "WaitForApproval", "prod", "running"),
+    ]
+    assert timeline[0].to_dict()["execution"] == "rel-1"
 
 
 class PagedClient:
