@@ -7,8 +7,10 @@ AWS_PORT ?= 4566
 NPM ?= npm
 # Node tools pinned in package.json / package-lock.json, installed into ./node_modules (git-ignored).
 ASL_VALIDATOR := node_modules/.bin/asl-validator
-# Where the embedded state lives (empty: $STAGECOACH_STATE_DIR, else .stagecoach/ in the checkout).
+# Where the embedded state lives (empty: $STAGECOACH_STATE_DIR, else .stagecoach/ in the checkout);
+# RESET=1 empties it first.
 STATE_DIR ?=
+RESET ?=
 
 .PHONY: run test asl statemachines bench package deploy clean
 
@@ -29,7 +31,7 @@ CFN_STALE ?= 0.5
 
 run: $(BIN)/.stagecoach-installed
 	STAGECOACH_EMULATOR_CFN_DELAY_SECONDS=$(CFN_DELAY) STAGECOACH_EMULATOR_CFN_STALE_SECONDS=$(CFN_STALE) \
-	exec $(BIN)/python -m chalicelib.local.control_plane --port $(PORT) --aws-port $(AWS_PORT)$(if $(STATE_DIR), --state-dir '$(STATE_DIR)')
+	exec $(BIN)/python -m chalicelib.local.control_plane --port $(PORT) --aws-port $(AWS_PORT)$(if $(STATE_DIR), --state-dir '$(STATE_DIR)')$(if $(filter 1 yes true,$(RESET)), --reset)
 
 test: $(BIN)/.stagecoach-installed asl
 	$(BIN)/ruff check .

@@ -4,6 +4,8 @@ aws_calls_per_webhook: AWS API calls of one accepted push, warm, counted with bo
 overhead_ratio: median time of the app's webhook handler (called as Lambda calls it) divided by a
   floor handler making the same AWS calls with raw boto3 and no framework.
 scale_ratio: median accepted-push time with 10,000 stacks in the table divided by with 10.
+persistence_overhead_ratio: median accepted-push time with the embedded state kept in a state directory (as
+  ``make run`` does) divided by with nothing kept, in alternating blocks of the same run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -150,7 +153,8 @@ def main() -> int:
 
     counter = CallCounter()
     counter.install()
-    plane = ControlPlane("127.0.0.1", 0, 0).start(pump=False)
+    state_dir = tempfile.TemporaryDirectory(prefix="stagecoach-bench-")
+    plane = ControlPlane("127.0.0.1", 0, 0, state_dir=Path(state_dir.name)).start(pump=False)
     try:
         os.environ.update(chalice_stage_environment("local"))
         import boto3
@@ -196,8 +200,18 @@ def main() -> int:
             many_times += time_pushes(app, "bench", secret, args.runs)
             fill_table(clients["dynamodb"], table, 10_000, delete=True)
         few, many = statistics.median(few_times), statistics.median(many_times)
+
+        kept_times: list[float] = []
+        not_kept_times: list[float] = []
+        for _ in range(3):
+            kept_times += time_pushes(app, "bench", secret, args.runs)
+            with plane.state.paused():
+                not_kept_times += time_pushes(app, "bench", secret, args.runs)
+        kept, not_kept = statistics.median(kept_times), statistics.median(not_kept_times)
+        costs = plane.state.costs
     finally:
         plane.stop()
+        state_dir.cleanup()
     print(f"aws_calls: {', '.join(calls)}")
     print(f"aws_calls_per_webhook: {len(calls)}")
     print(
@@ -207,6 +221,12 @@ def main() -> int:
     print(f"overhead_ratio: {statistics.median(app_times) / statistics.median(floor_times):.2f}")
     print(f"push_median_ms_10_stacks: {few * 1000:.2f}  push_median_ms_10000_stacks: {many * 1000:.2f}")
     print(f"scale_ratio: {many / few:.2f}")
+    print(
+        f"push_median_ms_state_kept: {kept * 1000:.2f}  push_median_ms_nothing_kept: {not_kept * 1000:.2f}  "
+        f"journal_records: {costs.journal_records}  snapshots: {costs.snapshots} "
+        f"({costs.snapshot_seconds / max(costs.snapshots, 1) * 1000:.1f} ms each, {costs.snapshot_bytes} bytes)"
+    )
+    print(f"persistence_overhead_ratio: {kept / not_kept:.2f}")
     return 0
 
 

@@ -34,6 +34,7 @@ class TimelineEntry:
     outcome: str = "running"
     error: str | None = None
     cause: str | None = None
+    execution: str | None = None  # the execution's name (a resumed release ran in several)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -89,11 +90,33 @@ def build_timeline(events: Sequence[dict[str, Any]], stage_names: Sequence[str])
     return entries
 
 
+def release_timeline(
+    executions: Sequence[tuple[str, Sequence[dict[str, Any]]]], stage_names: Sequence[str]
+) -> list[TimelineEntry]:
+    """The timelines of a release's executions (``(arn, events)``, oldest first), one after the other.
+
+    A release resumed after its execution was lost ran in several: the states an earlier execution left open
+    end ``interrupted`` (the one that took over entered them again).
+    """
+    entries: list[TimelineEntry] = []
+    for index, (arn, events) in enumerate(executions):
+        earlier = index < len(executions) - 1
+        for entry in build_timeline(events, stage_names):
+            entry.execution = arn.rsplit(":", 1)[-1]
+            if earlier and entry.outcome == "running":
+                entry.outcome = "interrupted"
+            entries.append(entry)
+    return entries
+
+
 REDACTED = "***"
 
 
+TOKEN_KEYS = frozenset({"tasktoken", "token"})  # task_token, TaskToken, and the coordinator's "token"
+
+
 def _is_token_key(key: object) -> bool:
-    return isinstance(key, str) and key.replace("_", "").replace("-", "").lower() == "tasktoken"
+    return isinstance(key, str) and key.replace("_", "").replace("-", "").lower() in TOKEN_KEYS
 
 
 def _masked(value: Any, found: set[str]) -> Any:

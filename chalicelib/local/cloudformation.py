@@ -1085,6 +1085,26 @@ def import_state(data: Mapping[str, Any]) -> None:
             )
 
 
+def fingerprint() -> int:
+    """A hash of what the emulator's calls change (stack and change set statuses, events, operations in
+    flight): a read that settled an operation changes it. Cheap: O(stacks)."""
+    from moto.cloudformation.models import cloudformation_backends
+
+    parts: list[Any] = []
+    with _LOCK:
+        for account_id, regions in list(cloudformation_backends.items()):
+            for region, backend in list(regions.items()):
+                state = _state(backend)
+                parts.append((account_id, region, len(backend.deleted_stacks)))
+                parts.extend((k, s.status, len(s.events)) for k, s in backend.stacks.items())
+                parts.extend((k, c.status, c.execution_status) for k, c in backend.change_sets.items())
+                parts.extend((k, o.phase, o.phase_started_at) for k, o in state.operations.items())
+                parts.extend(state.change_sets)
+                parts.extend(state.stale_views)
+                parts.extend(state.armed_failures)
+    return hash(tuple(parts))
+
+
 def _aged(record: dict[str, Any], key: str, now: float) -> dict[str, Any]:
     record[f"{key}_age_seconds"] = now - record.pop(key)
     return record

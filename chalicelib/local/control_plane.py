@@ -123,7 +123,10 @@ class ControlPlane:
     host: str
     port: int
     aws_port: int
+    state_dir: Path | None = None  # None: nothing is kept after stop()
+    reset: bool = False  # start with an empty state directory
     resources: LocalResources | None = None
+    state: Any = None  # the open chalicelib.local.state.StateStore, if state_dir
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -139,7 +142,8 @@ class ControlPlane:
     def start(self, pump: bool = True) -> "ControlPlane":
         """Start the emulator, create resources, serve the app and (optionally) the event pump.
 
-        Both ports are bound first: StartupError at once if one is in use (port 0: any free port).
+        Both ports are bound first: StartupError at once if one is in use (port 0: any free port). With a
+        ``state_dir``, what it holds is loaded into the emulator first and every change is kept there.
         """
         api_listener = reserve_port(self.host, self.port, "PORT", "API")
         self._stoppers.append(api_listener.close)
@@ -157,6 +161,11 @@ class ControlPlane:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's per-request lines
         # Every error a state catches is logged by moto too; GET /releases/{id}/history shows them.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        if self.state_dir is not None:
+            from .state import StateStore
+
+            self.state = StateStore(self.state_dir).open(reset=self.reset)
+            self._stoppers.append(self.state.close)  # after the emulator stopped: nothing changes any more
         emulator = _emulator_server(aws_listener)
         emulator.start()
         if emulator.error is not None:
@@ -218,7 +227,7 @@ class StopRequested(BaseException):
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    """``--host``, ``--port`` (``$PORT``), ``--aws-port`` (``$AWS_PORT``), ``--state-dir``."""
+    """``--host``, ``--port`` (``$PORT``), ``--aws-port`` (``$AWS_PORT``), ``--state-dir``, ``--reset``."""
     parser = argparse.ArgumentParser(prog="stagecoach-local", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -229,6 +238,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=Path(os.environ.get(STATE_DIR_VARIABLE) or DEFAULT_STATE_DIR),
         help=f"where the embedded state lives (default ${STATE_DIR_VARIABLE} or {DEFAULT_STATE_DIR})",
     )
+    parser.add_argument("--reset", action="store_true", help="start with an empty state directory")
     return parser.parse_args(argv)
 
 
@@ -268,17 +278,18 @@ def main(argv: list[str] | None = None) -> int:
             print("Stagecoach stopped (forced).", file=sys.stderr, flush=True)
             os._exit(1)
 
-    plane = ControlPlane(args.host, args.port, args.aws_port)
+    plane = ControlPlane(args.host, args.port, args.aws_port, reset=args.reset)
     failure: StartupError | None = None
     try:
         try:
             signal.signal(signal.SIGINT, on_signal)
             signal.signal(signal.SIGTERM, on_signal)
-            preflight(args)
+            plane.state_dir = preflight(args)
             plane.start()
             phase = "running"
             print(f"Stagecoach API:   {plane.url}", flush=True)
             print(f"AWS emulator:     {plane.aws_url}  (AWS_ENDPOINT_URL)", flush=True)
+            print(f"State directory:  {plane.state_dir}  (make run RESET=1 starts empty)", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
             while not stop.wait(0.5):
                 pass

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-_WRITE_LOCK = threading.RLock()
+WRITE_LOCK = threading.RLock()
 _WRITE_METHODS = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 _hardened = False
 
@@ -107,7 +107,7 @@ def harden_moto() -> None:
 
         @functools.wraps(original)
         def locked(self: Any, *args: Any, __original: Callable[..., Any] = original, **kwargs: Any) -> Any:
-            with _WRITE_LOCK:
+            with WRITE_LOCK:
                 return __original(self, *args, **kwargs)
 
         setattr(DynamoDBBackend, name, locked)
@@ -117,7 +117,7 @@ def harden_moto() -> None:
 
     @functools.wraps(original_start)
     def start_locked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _WRITE_LOCK:
+        with WRITE_LOCK:
             return original_start(self, *args, **kwargs)
 
     StepFunctionsParserBackend.start_execution = start_locked  # type: ignore[method-assign]
@@ -210,7 +210,7 @@ def _complete_tokens_once() -> None:
     original_notify: Callable[..., Any] = CallbackPoolManager.notify
 
     def notify(self: Any, callback_id: str, outcome: Any) -> bool:
-        with _WRITE_LOCK:
+        with WRITE_LOCK:
             endpoint = self.get(callback_id)
             if endpoint is not None and endpoint.get_outcome() is not None:
                 raise CallbackNotifyConsumerError(callback_consumer_error=CallbackConsumerTimeout())
@@ -253,7 +253,7 @@ def _stop_executions_at_once() -> None:
     original_stop: Callable[..., Any] = Execution.stop
 
     def stop(self: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
-        with _WRITE_LOCK:
+        with WRITE_LOCK:
             if self.exec_status != ExecutionStatus.RUNNING:
                 return
             original_stop(self, stop_date, error, cause)
@@ -279,7 +279,7 @@ def _stop_executions_at_once() -> None:
     def reflect(self: Any) -> None:
         """A stopped execution stays ABORTED while its worker winds down: moto 5.2.5 ends a stopped Map
         iteration with ``States.Runtime`` (``AttributeError``) and would turn the execution FAILED."""
-        with _WRITE_LOCK:
+        with WRITE_LOCK:
             if self.execution.exec_status == ExecutionStatus.ABORTED:
                 return
             original_reflect(self)

@@ -142,11 +142,13 @@ class ExecutionWatcher:
 
 @dataclass(frozen=True)
 class Ticker:
-    """``action`` every ``seconds`` on its own thread."""
+    """``action`` every ``seconds`` on its own thread, the first time ``first_after`` seconds after start
+    (default: ``seconds``)."""
 
     name: str
     seconds: float
     action: Callable[[], Any]
+    first_after: float | None = None
 
 
 class EventPump:
@@ -170,17 +172,36 @@ class EventPump:
             self._tickers.append(Ticker("executions", 0.5, watcher.check))
 
     @classmethod
-    def for_app(cls, resources: LocalResources, sweep_seconds: float = 10.0) -> "EventPump":
+    def for_app(
+        cls, resources: LocalResources, sweep_seconds: float = 10.0, tap: Callable[[dict[str, Any]], None] | None = None
+    ) -> "EventPump":
         """Routes of the Stagecoach app: build requests → worker, stage requests → coordinator, build
-        events → handler; execution ends → reconciler; the sweeper every ``sweep_seconds``."""
+        events → handler; execution ends → reconciler; the sweeper at once (after a restart, releases that
+        were running resume now) and then every ``sweep_seconds``. ``tap`` sees every event before its
+        handler does (to record what travelled)."""
         import boto3
 
         import app as app_module
 
+        def tapped(handler: Handler) -> Handler:
+            if tap is None:
+                return handler
+
+            def deliver(event: dict[str, Any], context: Any) -> Any:
+                tap(event)
+                return handler(event, context)
+
+            return deliver
+
         routes = [
-            Route("build_worker", resources.build_queue_url, app_module.build_worker, sqs_event),
-            Route("coordinate_stages", resources.stage_queue_url, app_module.coordinate_stages, sqs_event),
-            Route("build_state_changed", resources.events_queue_url, app_module.build_state_changed, eventbridge_event),
+            Route("build_worker", resources.build_queue_url, tapped(app_module.build_worker), sqs_event),
+            Route("coordinate_stages", resources.stage_queue_url, tapped(app_module.coordinate_stages), sqs_event),
+            Route(
+                "build_state_changed",
+                resources.events_queue_url,
+                tapped(app_module.build_state_changed),
+                eventbridge_event,
+            ),
         ]
         if resources.notifications_queue_url:
             worker = app_module.deliver_notifications
@@ -189,14 +210,14 @@ class EventPump:
         watcher = ExecutionWatcher(
             session.client("stepfunctions"),
             resources.state_machine_arn,
-            app_module.execution_status_changed,
+            tapped(app_module.execution_status_changed),
             resources.region,
         )
 
         def sweep() -> Any:
             return app_module.sweep_pending_releases(scheduled_event(resources.region), lambda_context("sweep"))
 
-        return cls(routes, session.client("sqs"), [Ticker("sweeper", sweep_seconds, sweep)], watcher)
+        return cls(routes, session.client("sqs"), [Ticker("sweeper", sweep_seconds, sweep, first_after=0)], watcher)
 
     def start(self) -> None:
         """Start polling."""
@@ -210,7 +231,9 @@ class EventPump:
             self._threads.append(thread)
 
     def _tick(self, ticker: Ticker) -> None:
-        while not self._stop.wait(ticker.seconds):
+        wait = ticker.seconds if ticker.first_after is None else ticker.first_after
+        while not self._stop.wait(wait):
+            wait = ticker.seconds
             try:
                 ticker.action()
             except Exception:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.errors import NotFoundError, ValidationError
-from ..domain.history import build_timeline, redact_task_tokens
+from ..domain.history import redact_task_tokens, release_timeline
 from ..domain.releases import BRANCH, RELEASE_STATUSES, is_release_id
 from ..domain.stacks import is_stack_id
 from ..domain.text import matches
@@ -41,17 +41,23 @@ class ReleaseQueries:
         return release
 
     def history(self, release_id: str, raw_flag: str | None) -> dict[str, Any]:
-        """The execution's timeline (or, with ``raw=true``, its events), task tokens redacted either way."""
+        """The timeline (or, with ``raw=true``, the events) of the release's executions, one entry per state:
+        a resumed release's earlier executions first (``previous_executions``), then its current one. Task
+        tokens are redacted either way."""
         raw = parse_flag(raw_flag, "raw")
         release = self._release(release_id)
-        found = self._history.events(release.execution_arn)
-        if found is None:
-            return {"release_id": release_id, "execution_arn": release.execution_arn, "started": False, "events": []}
-        events = redact_task_tokens(found)
-        body: dict[str, Any] = {"release_id": release_id, "execution_arn": release.execution_arn, "started": True}
+        arns = [*release.previous_executions, release.execution_arn]
+        histories = [(arn, self._history.events(arn)) for arn in arns]
+        found = [(arn, redact_task_tokens(events)) for arn, events in histories if events is not None]
+        body: dict[str, Any] = {
+            "release_id": release_id,
+            "execution_arn": release.execution_arn,
+            "started": histories[-1][1] is not None,
+            "executions": [{"execution_arn": arn, "found": events is not None} for arn, events in histories],
+        }
         if raw:
-            return {**body, "events": events}
-        timeline = build_timeline(events, release.stages)
+            return {**body, "events": [{**event, "executionArn": arn} for arn, events in found for event in events]}
+        timeline = release_timeline(found, release.stages)
         return {**body, "events": [entry.to_dict() for entry in timeline]}
 
     def build_log(self, release_id: str) -> dict[str, Any]:

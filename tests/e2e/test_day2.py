@@ -130,7 +130,8 @@ def test_promote_deploys_the_tested_build_without_building(client: Any, pump: An
 
     redeploy = post(client, "/stacks/hello/stages/prod/deployments", {"release_id": r1}).json_body
     assert redeploy["trigger"] == "redeploy"
-    for bad, code in ((p, 202), ("r-nope", 404)):  # a promote stands for its source: same build
+    # a promote stands for its source (same build); a release id that exists nowhere; not a release id
+    for bad, code in ((p, 202), ("r" + "0" * 26, 404), ("r-nope", 400)):
         assert post(client, "/stacks/hello/stages/dev/deployments", {"release_id": bad}).status_code == code
     failing = post(client, "/stacks/hello/stages/prod/deployments", {})
     assert failing.status_code == 400 and failing.json_body["code"] == "ValidationError"

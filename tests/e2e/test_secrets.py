@@ -115,7 +115,12 @@ class Records(logging.Handler):
 
 
 @pytest.fixture
-def logs() -> Iterator[Records]:
+def logs(client: Any) -> Iterator[Records]:
+    from chalicelib import bootstrap
+
+    # Made first: powertools hangs a filter dropping its own records on every root handler present when
+    # its logger is created, which would blind this one.
+    bootstrap.logger()
     records = Records()
     loggers = [logging.getLogger(), logging.getLogger("stagecoach")]
     for logger in loggers:
@@ -129,24 +134,11 @@ def logs() -> Iterator[Records]:
 
 @pytest.fixture
 def pump(aws: Any) -> Iterator[tuple[Any, list[str]]]:
-    """The embedded mode's event pump, keeping every message it delivers."""
-    import app as app_module
-    from chalicelib.local.pump import EventPump, Route, eventbridge_event, sqs_event
+    """The embedded mode's event pump, keeping every message and event it delivers."""
+    from chalicelib.local.pump import EventPump
 
     delivered: list[str] = []
-
-    def keeping(handler: Any) -> Any:
-        def deliver(event: dict[str, Any], context: Any) -> Any:
-            delivered.append(json.dumps(event))
-            return handler(event, context)
-
-        return deliver
-
-    routes = [
-        Route("build_worker", aws.build_queue_url, keeping(app_module.build_worker), sqs_event),
-        Route("build_state_changed", aws.events_queue_url, keeping(app_module.build_state_changed), eventbridge_event),
-    ]
-    yield EventPump(routes, boto3.session.Session().client("sqs")), delivered
+    yield EventPump.for_app(aws, tap=lambda event: delivered.append(json.dumps(event))), delivered
 
 
 def table_item(aws: Any, pk: str, sk: str) -> dict[str, Any]:
@@ -190,7 +182,8 @@ def test_no_planted_secret_leaves_through_any_output(
     build_token = table_item(aws, f"RELEASE#{release_id}", "#BUILD")["task_token"]["S"]
     approval_token = table_item(aws, f"RELEASE#{release_id}", "STAGE#prod")["task_token"]["S"]
     raw_waiting = api.http.get(f"/releases/{release_id}/history?raw=true").body.decode()
-    assert approval_token not in raw_waiting and '\\"task_token\\":{\\"S\\":\\"***\\"}' in raw_waiting
+    # the token travelled in the coordinator's message (its "token" key) and is shown as *** there
+    assert approval_token not in raw_waiting and '\\"token\\":\\"***\\"' in raw_waiting
     approved = api.http.post(f"/releases/{release_id}/stages/prod/approve", body=b"{}", headers=JSON)
     assert approved.status_code == 200, approved.body
     done = run_until(api, event_pump, release_id, ended)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.history import StepFunctionsHistory
-from chalicelib.domain.history import build_timeline, redact_task_tokens
+from chalicelib.domain.history import build_timeline, redact_task_tokens, release_timeline
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -63,6 +63,34 @@ def test_timeline_has_one_entry_per_state_with_stage_outcome_and_duration() -> N
     assert timeline[5].error == "StageFailed"
 
 
+def test_resumed_release_timeline_shows_the_lost_execution_then_the_one_that_took_over() -> None:
+    lost = [
+        ev(1, "ExecutionStarted"),
+        ev(2, "TaskStateEntered", "MarkRunning"),
+        ev(3, "TaskStateExited", "MarkRunning"),
+        ev(4, "MapStateEntered", "Deploy"),
+        ev(5, "MapIterationStarted", mapIterationStartedEventDetails={"index": 0}),
+        ev(6, "TaskStateEntered", "WaitForApproval"),
+    ]
+    resumed = [
+        ev(20, "ExecutionStarted"),
+        ev(21, "MapStateEntered", "Deploy"),
+        ev(22, "MapIterationStarted", mapIterationStartedEventDetails={"index": 0}),
+        ev(23, "TaskStateEntered", "WaitForApproval"),
+    ]
+    first, second = "arn:aws:states:us-east-1:1:execution:m:rel-1", "arn:aws:states:us-east-1:1:execution:m:rel-1-r2"
+    timeline = release_timeline([(first, lost), (second, resumed)], ["prod"])
+    rows = [(e.execution, e.name, e.stage, e.outcome) for e in timeline]
+    assert rows == [
+        ("rel-1", "MarkRunning", None, "succeeded"),
+        ("rel-1", "Deploy", None, "interrupted"),
+        ("rel-1", "WaitForApproval", "prod", "interrupted"),
+        ("rel-1-r2", "Deploy", None, "running"),
+        ("rel-1-r2", "WaitForApproval", "prod", "running"),
+    ]
+    assert timeline[0].to_dict()["execution"] == "rel-1"
+
+
 class PagedClient:
     """A Step Functions client stand-in that serves history in pages of ``size`` with tokens."""
 
@@ -102,6 +130,7 @@ def test_history_of_an_execution_that_never_started_is_none() -> None:
 
 
 TOKEN = "AQCEAAAAKgAAAAMAAAAAAAAAAf0f0FRK1pNm2x9mXoUVkLwEXAMPLEtoken"
+OTHER = "AQCEAAAAKgAAAAMAAAAAAAAAAcoordinatorToken"
 
 
 def test_raw_history_shows_no_task_token_wherever_it_is() -> None:
@@ -126,11 +155,17 @@ def test_raw_history_shows_no_task_token_wherever_it_is() -> None:
             "taskFailedEventDetails": {"error": "States.Timeout", "cause": f"token {TOKEN} expired"},
         },
         {"type": "TaskSubmitted", "taskSubmittedEventDetails": {"output": json.dumps({"TaskToken": TOKEN})}},
+        {
+            "type": "TaskScheduled",
+            "taskScheduledEventDetails": {
+                "parameters": json.dumps({"MessageBody": {"kind": "request_approval", "token": OTHER}}),
+            },
+        },
     ]
     redacted = redact_task_tokens(events)
     text = json.dumps(redacted)
-    assert TOKEN not in text
-    assert text.count("***") >= 4
+    assert TOKEN not in text and OTHER not in text
+    assert text.count("***") >= 5
     body = json.loads(json.loads(redacted[0]["taskScheduledEventDetails"]["parameters"])["MessageBody"])
     assert body == {"task_token": "***", "release_id": "r1", "clone_url": "https://***@host/a.git"}
     assert redacted[2]["taskFailedEventDetails"]["cause"] == "token *** expired"
