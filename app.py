@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice.app import Chalice, CloudWatchEvent, IAMAuthorizer, Rate, Request, Response, SQSEvent
 
-from chalicelib import bootstrap
+from chalicelib import bootstrap, pages
 from chalicelib.http import (
     WEBHOOK_CONTENT_TYPES,
     http_middleware,
@@ -289,3 +289,40 @@ def release_history(release_id: str) -> Response:
 def release_build_log(release_id: str) -> Response:
     """The build log (local builder) or a pointer to it (CloudWatch Logs)."""
     return json_response(bootstrap.release_queries().build_log(release_id))
+
+
+@app.route("/stacks/{stack_id}/metrics", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def stack_metrics(stack_id: str) -> Response:
+    """DORA's four keys of one stage (``stage``, default the last) over the last ``days`` days (1..365, 30)."""
+    return json_response(bootstrap.dora_metrics().for_stage(stack_id, _query("stage"), _query("days")))
+
+
+# The dashboard: data-free HTML/JS/CSS, open like /openapi.yaml; every figure on it comes from the
+# signed API above (the browser signs with SigV4 on AWS; docs/deploy.md).
+@app.route("/", methods=["GET"])
+@maps_errors
+def dashboard_overview() -> Response:
+    """The dashboard: every stack with its stages."""
+    return pages.overview_page()
+
+
+@app.route("/ui/stacks/{stack_id}", methods=["GET"])
+@maps_errors
+def dashboard_stack(stack_id: str) -> Response:
+    """The dashboard page of one stack."""
+    return pages.stack_page(stack_id)
+
+
+@app.route("/ui/releases/{release_id}", methods=["GET"])
+@maps_errors
+def dashboard_release(release_id: str) -> Response:
+    """The dashboard page of one release."""
+    return pages.release_page(release_id)
+
+
+@app.route("/ui/assets/{name}", methods=["GET"])
+@maps_errors
+def dashboard_asset(name: str) -> Response:
+    """The dashboard's scripts and styles."""
+    return pages.asset(name)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # imported lazily at run time (cold start)
     from chalicelib.services.approvals import ApprovalService
     from chalicelib.services.builds import BuildService
     from chalicelib.services.deployments import DeploymentService
+    from chalicelib.services.dora import DoraMetrics
     from chalicelib.services.ports import Builder
     from chalicelib.services.recovery import Reconciler
     from chalicelib.services.release_queries import ReleaseQueries
@@ -209,6 +210,14 @@ def reconciler() -> Reconciler:
     from chalicelib.services.recovery import Reconciler
 
     return Reconciler(release_repository(), executions(), stage_coordinator(), release_starter(), now_iso, metrics())
+
+
+@functools.cache
+def dora_metrics() -> DoraMetrics:
+    """DORA's four keys per stack and stage."""
+    from chalicelib.services.dora import DoraMetrics
+
+    return DoraMetrics(stack_repository(), release_repository(), now_iso)
 
 
 @functools.cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from pynamodb.connection import Connection
@@ -310,6 +311,14 @@ class DynamoReleaseRepository:
             return run_from_model(StageRunModel.get(release_pk(release_id), f"STAGE#{stage}", consistent_read=True))
         except StageRunModel.DoesNotExist:
             return None
+
+    def stage_runs(self, release_ids: Sequence[str], stage: str) -> dict[str, StageRun]:
+        """One stage's runs of many releases through BatchGetItem (100 keys a request, unprocessed keys retried)."""
+        keys = [(release_pk(release_id), f"STAGE#{stage}") for release_id in dict.fromkeys(release_ids)]
+        found: dict[str, StageRun] = {}
+        for item in StageRunModel.batch_get(keys):
+            found[item.pk.removeprefix("RELEASE#")] = run_from_model(item)
+        return found
 
     def put_build_token(self, release_id: str, token: str, template_key: str) -> None:
         """Remember the build task's token (a retried build task replaces it)."""

@@ -56,6 +56,7 @@ FUNCTION_ACTIONS = {
     "ApiHandlerRole": LOGS
     | RECONCILER  # cancel, and ?force=true on stack and stage deletion, go through the reconciler
     | {
+        "dynamodb:BatchGetItem",  # GET /stacks/{id}/metrics reads one stage's runs of many releases
         "dynamodb:BatchWriteItem",
         "dynamodb:DeleteItem",
         "dynamodb:PutItem",
