@@ -58,8 +58,17 @@
     return `${(seconds / 86400).toFixed(1)}d`;
   }
 
+  /* Relative times are filled in by tickAges(), outside the diffed HTML: a region re-renders only when
+   * its data changed, never because a clock moved (a re-render under the pointer would eat a click). */
   function timeTag(iso) {
-    return iso ? `<time datetime="${esc(iso)}" title="${esc(iso)}">${esc(age(iso))}</time>` : '';
+    return iso ? `<time datetime="${esc(iso)}" title="${esc(iso)}"></time>` : '';
+  }
+
+  function tickAges() {
+    for (const node of document.querySelectorAll('time[datetime]')) {
+      const text = age(node.dateTime);
+      if (node.textContent !== text) node.textContent = text;
+    }
   }
 
   const link = {
@@ -586,6 +595,7 @@
       if (page === 'stack') await stackPage(pageId);
       else if (page === 'release') await releasePage(pageId);
       else await overview();
+      tickAges();
       live.textContent = `Updated ${new Date().toLocaleTimeString()}`;
       live.dataset.state = 'ok';
     } catch (error) {
@@ -614,6 +624,7 @@
     });
     refresh();
     setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
+    setInterval(tickAges, 1000);
   }
 
   start();
