@@ -214,7 +214,7 @@ class DynamoReleaseRepository:
     ) -> Page:
         """Newest first through ``gsi1``; status and ref filter the query."""
         start = decode_token(
-            next_token, {"pk", "sk", "gsi1pk", "gsi1sk"}, {"gsi1pk": f"STACK#{stack_id}#RELEASES", "sk": RELEASE_SK}
+            next_token, {"pk", "sk", "gsi1pk", "gsi1sk"}, {"gsi1pk": releases_of(stack_id, stack_uid), "sk": RELEASE_SK}
         )
         condition = None
         if status:
