@@ -223,7 +223,9 @@
       <span class="meta">${author ? esc(author) + ' · ' : ''}${timeTag(current.deployed_at)}</span></div>`;
   }
 
-  function stageBox(stage, authors, withActions) {
+  /* A stage as parts: [name and status, commit, what is going on, actions]. The stack page patches each
+   * part on its own, so its buttons are replaced only when the buttons themselves change. */
+  function stageParts(stage, authors, withActions) {
     const waiting = stage.awaiting_approval;
     const extra = [];
     if (waiting) {
@@ -247,10 +249,52 @@
       actions = `<div class="actions">${buttons.join('')}</div>`;
     }
     const current = stage.current_release;
-    return `<div class="stage${waiting ? ' attention' : ''}" data-stage="${esc(stage.name)}">
-      <div class="name"><span>${esc(stage.name)}</span>${badge(waiting ? 'AWAITING_APPROVAL' : stage.status)}</div>
-      ${commitHtml(current, current ? authors.get(current.release_id) : '')}
-      ${extra.join('')}${actions}</div>`;
+    return {
+      key: stage.name,
+      attrs: { 'data-stage': stage.name },
+      className: `stage${waiting ? ' attention' : ''}`,
+      parts: [
+        `<div class="name"><span>${esc(stage.name)}</span>${badge(waiting ? 'AWAITING_APPROVAL' : stage.status)}</div>`,
+        commitHtml(current, current ? authors.get(current.release_id) : ''),
+        extra.join(''),
+        actions,
+      ],
+    };
+  }
+
+  function stageBox(stage, authors) {
+    const item = stageParts(stage, authors, false);
+    return `<div class="${item.className}" data-stage="${esc(stage.name)}">${item.parts.map((p) => `<div>${p}</div>`).join('')}</div>`;
+  }
+
+  /* Keep `container`'s children one per item, in order, keyed; each part is patched only when it changed. */
+  function syncList(container, items, tag, partTag) {
+    const existing = new Map();
+    for (const child of container.children) existing.set(child.dataset.key, child);
+    let previous = null;
+    for (const item of items) {
+      let node = existing.get(item.key);
+      if (!node) {
+        node = document.createElement(tag);
+        node.dataset.key = item.key;
+        for (const [name, value] of Object.entries(item.attrs || {})) node.setAttribute(name, value);
+        for (let i = 0; i < item.parts.length; i++) node.appendChild(document.createElement(partTag));
+      }
+      existing.delete(item.key);
+      if (node.className !== (item.className || '')) node.className = item.className || '';
+      item.parts.forEach((html, i) => {
+        const part = node.children[i];
+        if (part.dataset.html !== html) {
+          part.innerHTML = html;
+          part.dataset.html = html;
+        }
+        if (item.spans && item.spans[i]) part.colSpan = item.spans[i];
+      });
+      const expected = previous ? previous.nextElementSibling : container.firstElementChild;
+      if (node !== expected) container.insertBefore(node, expected);
+      previous = node;
+    }
+    for (const stale of existing.values()) stale.remove();
   }
 
   async function authorsOf(stacks) {
@@ -279,7 +323,7 @@
         <h2><a href="${link.stack(stack.id)}">${esc(stack.name)}</a> <span class="muted mono">${esc(stack.id)}</span>
         ${waiting ? `<span class="badge s-wait">${waiting} approval${waiting > 1 ? 's' : ''} waiting</span>` : ''}</h2>
         <div class="muted">${esc(stack.repository.full_name)} · ${esc(stack.execution_mode.toLowerCase())}</div>
-        <div class="pipeline">${stack.stages.map((s) => stageBox(s, authors, false)).join('')}</div>
+        <div class="pipeline">${stack.stages.map((s) => stageBox(s, authors)).join('')}</div>
       </article>`;
     });
     region(main, 'stacks', cards.join('') + (body.next_token ? '<p class="muted">Showing the first 100 stacks.</p>' : ''));
@@ -340,38 +384,48 @@
     const stages = detail ? detail.stages.map((s) => `<span title="${esc(s.name)}: ${esc(s.status)}">${esc(s.name)} ${badge(s.status)}</span>`).join(' ') : '';
     const cancel = ACTIVE.includes(release.status)
       ? `<button type="button" class="danger" data-action="cancel" data-release="${esc(release.id)}">Cancel…</button>` : '';
-    return `<tr data-release="${esc(release.id)}">
-      <td><a href="${link.release(release.id)}" class="mono">${esc(release.id.slice(-8))}</a><br>${badge(release.status)}</td>
-      <td><span class="mono">${esc(short(release.sha))}</span> ${esc(firstLine(release.message))}<br>
-        <span class="muted">${esc(release.author || '')} · ${esc(release.trigger)} · ${timeTag(release.received_at)}</span></td>
-      <td><div class="stages-cell">${stages}</div></td>
-      <td>${esc(duration(release.duration_seconds))}</td>
-      <td>${cancel}</td></tr>`;
+    return {
+      key: release.id,
+      attrs: { 'data-release': release.id },
+      parts: [
+        `<a href="${link.release(release.id)}" class="mono">${esc(release.id.slice(-8))}</a><br>${badge(release.status)}`,
+        `<span class="mono">${esc(short(release.sha))}</span> ${esc(firstLine(release.message))}<br>
+        <span class="muted">${esc(release.author || '')} · ${esc(release.trigger)} · ${timeTag(release.received_at)}</span>`,
+        `<div class="stages-cell">${stages}</div>`,
+        esc(duration(release.duration_seconds)),
+        cancel,
+      ],
+    };
   }
 
   function levelBadge(level) {
     return level ? `<span class="badge level-${esc(level)}">${esc(level)}</span>` : '<span class="badge s-off">no data</span>';
   }
 
+  /* Deploys per day as bars (green: successful deploys, red on top: failed changes); the SVG stretches to
+   * the panel's width, its labels are HTML so that they keep their size. */
   function chartSvg(daily) {
-    const width = 600;
-    const height = 120;
+    const width = 700;
+    const height = 100;
     const top = Math.max(1, ...daily.map((d) => d.deployments + d.failures));
     const step = width / Math.max(1, daily.length);
     const barWidth = Math.max(1, step * 0.7);
     const bars = daily.map((d, i) => {
       const x = (i * step).toFixed(1);
-      const okHeight = (d.deployments / top) * (height - 20);
-      const failHeight = (d.failures / top) * (height - 20);
+      const okHeight = (d.deployments / top) * height;
+      const failHeight = (d.failures / top) * height;
       return `<g><title>${esc(d.date)}: ${d.deployments} deploys, ${d.failures} failed changes</title>
-        <rect class="bar-ok" x="${x}" y="${(height - 14 - okHeight).toFixed(1)}" width="${barWidth.toFixed(1)}" height="${okHeight.toFixed(1)}"></rect>
-        <rect class="bar-fail" x="${x}" y="${(height - 14 - okHeight - failHeight).toFixed(1)}" width="${barWidth.toFixed(1)}" height="${failHeight.toFixed(1)}"></rect></g>`;
+        <rect class="bar-ok" x="${x}" y="${(height - okHeight).toFixed(1)}" width="${barWidth.toFixed(1)}" height="${okHeight.toFixed(1)}"></rect>
+        <rect class="bar-fail" x="${x}" y="${(height - okHeight - failHeight).toFixed(1)}" width="${barWidth.toFixed(1)}" height="${failHeight.toFixed(1)}"></rect></g>`;
     });
     const first = daily.length ? daily[0].date : '';
     const last = daily.length ? daily[daily.length - 1].date : '';
-    return `<svg class="chart" viewBox="0 0 ${width} ${height}" role="img" aria-label="Deploys per day (green) and failed changes (red)">
-      ${bars.join('')}<text x="0" y="${height - 2}">${esc(first)}</text>
-      <text x="${width}" y="${height - 2}" text-anchor="end">${esc(last)}</text></svg>`;
+    const total = daily.reduce((sum, d) => sum + d.deployments, 0);
+    return `<figure class="chart-box"><figcaption class="muted">Deploys per day (green) and failed changes (red), at most ${top} a day</figcaption>
+      <svg class="chart" viewBox="0 0 ${width} ${height}" preserveAspectRatio="none" role="img"
+        aria-label="${total} deploys from ${esc(first)} to ${esc(last)}">
+      <line class="axis" x1="0" y1="${height}" x2="${width}" y2="${height}"></line>${bars.join('')}</svg>
+      <div class="chart-labels muted"><span>${esc(first)}</span><span>${esc(last)}</span></div></figure>`;
   }
 
   function metricsHtml(m) {
@@ -409,6 +463,8 @@
     const stack = await api('GET', `/stacks/${encodeURIComponent(stackId)}`);
     document.title = `Stagecoach · ${stack.name}`;
     const releases = await api('GET', `/stacks/${encodeURIComponent(stackId)}/releases`, undefined, { limit: 15 });
+    pageData.stack = stack; // the actions read it: set before anything is drawn
+    pageData.releases = releases.releases;
     const authors = await authorsOf([stack]);
     const details = new Map();
     await Promise.all(releases.releases.slice(0, 15).map(async (r) => {
@@ -416,7 +472,8 @@
     }));
     region(main, 'title', `<h1>${esc(stack.name)} <span class="muted mono">${esc(stack.id)}</span></h1>
       <p class="muted">${esc(stack.repository.full_name)} · ${esc(stack.execution_mode.toLowerCase())} · <a href="${link.home()}">all stacks</a></p>`);
-    region(main, 'pipeline', `<h2>Pipeline</h2><div class="pipeline">${stack.stages.map((s) => stageBox(s, authors, true)).join('')}</div>`);
+    const pipeline = region(main, 'pipeline', '<h2>Pipeline</h2><div class="pipeline" id="pipeline"></div>');
+    syncList(pipeline.querySelector('#pipeline'), stack.stages.map((s) => stageParts(s, authors, true)), 'div', 'div');
     const approvalSection = region(main, 'approvals', '<h2>Waiting for approval</h2><div id="approval-forms"></div>');
     const waits = [];
     for (const stage of stack.stages) {
@@ -428,9 +485,12 @@
       } catch (e) { /* next refresh */ }
     }
     syncApprovals(approvalSection.querySelector('#approval-forms'), waits);
-    region(main, 'releases', `<h2>Recent releases</h2><div class="panel"><table class="releases">
+    const table = region(main, 'releases', `<h2>Recent releases</h2><div class="panel"><table class="releases">
       <thead><tr><th>Release</th><th>Commit</th><th>Stages</th><th>Duration</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
-      <tbody>${releases.releases.map((r) => releaseRow(r, details.get(r.id))).join('') || '<tr><td colspan="5" class="muted">No releases yet.</td></tr>'}</tbody></table></div>`);
+      <tbody id="release-rows"></tbody></table></div>`);
+    const rows = releases.releases.map((r) => releaseRow(r, details.get(r.id)));
+    if (!rows.length) rows.push({ key: 'none', parts: ['<span class="muted">No releases yet.</span>'], spans: [5] });
+    syncList(table.querySelector('#release-rows'), rows, 'tr', 'td');
     const metricsSection = region(main, 'metrics-section', '<div class="panel" id="metrics"></div>');
     const names = stack.stages.map((s) => s.name);
     if (!metricsState.stage || !names.includes(metricsState.stage)) metricsState.stage = names[names.length - 1];
@@ -444,8 +504,6 @@
       metricsState.countdown = METRICS_EVERY;
       await loadMetrics(stackId);
     }
-    pageData.stack = stack;
-    pageData.releases = releases.releases;
   }
 
   const pageData = { stack: null, releases: [] };
@@ -538,6 +596,25 @@
     return `<h2>Timeline</h2><div class="panel"><ul class="timeline">${items.join('')}</ul></div>`;
   }
 
+  /* The execution's states (GET /releases/{id}/history) in a <details> made once: it stays open or shut. */
+  async function stepsOf(release) {
+    const holder = region(main, 'steps', `<h2>Execution steps</h2><details class="panel" id="steps">
+      <summary>Every state the Step Functions execution went through</summary><div id="steps-body"></div></details>`);
+    const done = !ACTIVE.includes(release.status);
+    if (pageData.steps && pageData.steps.release === release.id && pageData.steps.final) return;
+    let history;
+    try { history = await api('GET', `/releases/${encodeURIComponent(release.id)}/history`); } catch (e) { return; }
+    pageData.steps = { release: release.id, final: done };
+    const rows = (history.events || []).map((e) => `<tr><td>${esc(e.name)}</td><td>${esc(e.stage || '')}</td>
+      <td>${badge(String(e.outcome || '').toUpperCase())}</td>
+      <td>${esc(duration(e.duration_seconds))}</td><td>${esc(e.error || '')} ${esc(e.cause || '')}</td></tr>`);
+    const body = history.started
+      ? `<table><thead><tr><th>State</th><th>Stage</th><th>Outcome</th><th>Duration</th><th>Error</th></tr></thead>
+         <tbody>${rows.join('')}</tbody></table>`
+      : '<p class="muted">The execution has not started.</p>';
+    region(holder.querySelector('#steps-body'), 'table', body);
+  }
+
   async function releasePage(releaseId) {
     const release = await releaseView(releaseId, true);
     document.title = `Stagecoach · release ${release.id}`;
@@ -560,7 +637,8 @@
     const cancel = ACTIVE.includes(release.status)
       ? `<div class="actions"><button type="button" class="danger" data-action="cancel" data-release="${esc(release.id)}">Cancel release…</button></div>` : '';
     region(main, 'title', `<h1>${esc(firstLine(release.message) || release.ref)}</h1>`);
-    region(main, 'facts', `<div class="panel"><dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl>${failure}${cancel}</div>`);
+    region(main, 'facts', `<div class="panel"><dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl>${failure}</div>`);
+    region(main, 'release-actions', cancel);
     const approvals = region(main, 'approvals', '<div id="approval-forms"></div>');
     syncApprovals(approvals.querySelector('#approval-forms'),
       release.stages.filter((s) => s.status === 'AWAITING_APPROVAL').map((stage) => ({ release, stage })));
@@ -583,6 +661,7 @@
       else logHtml = '<p class="muted">No build log yet.</p>';
     }
     region(main, 'build', `<h2>Build</h2><div class="panel">${buildFacts}${logHtml}</div>`);
+    await stepsOf(release);
     pageData.release = release;
   }
 
@@ -614,7 +693,7 @@
     setupSignIn();
     main.addEventListener('click', (event) => {
       const button = event.target.closest('button[data-action]');
-      if (button) onStackAction(button);
+      if (button) onStackAction(button).catch((error) => flash(String(error.message || error), true));
     });
     main.addEventListener('change', (event) => {
       if (event.target.id === 'metrics-stage') metricsState.stage = event.target.value;

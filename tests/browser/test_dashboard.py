@@ -208,9 +208,31 @@ def test_the_release_page_shows_the_timeline_and_the_build_log(plane: Any, brows
     expect(page.locator("#build-log")).not_to_be_empty()
     expect(page.locator(".facts")).to_contain_text("Ada")
     expect(page.get_by_role("link", name="Step Functions console")).to_have_count(0)  # local: no AWS console
+    page.get_by_text("Every state the Step Functions execution went through").click()
+    expect(page.locator("#steps-body tbody tr").first).to_be_visible()
+    expect(page.locator("#steps-body")).to_contain_text("prod")
     page.screenshot(path=str(SHOTS / "release.png"), full_page=True)
     no_reload_and_no_errors(page)
     page.context.close()
+
+
+def test_the_cli_prints_the_same_metrics(plane: Any, first_release: str) -> None:
+    import io
+
+    from chalicelib.cli import main
+
+    wait_for(lambda: release(plane, first_release)["status"] == "SUCCEEDED", "the first release to succeed")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--url", plane.url, "--json", "metrics", STACK, "--days", "7"], stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    document = json.loads(out.getvalue())
+    assert document["stage"] == "prod"
+    assert document["deployment_frequency"]["deployments"] == 1
+    out = io.StringIO()
+    assert main(["--url", plane.url, "metrics", STACK, "--stage", "dev"], stdout=out, stderr=err) == 0
+    assert out.getvalue().startswith(f"{STACK} / dev: last 30 days")
+    assert main(["--url", plane.url, "metrics", STACK, "--days", "0"], stdout=io.StringIO(), stderr=err) != 0
+    assert "days" in err.getvalue()
 
 
 def test_cancel_asks_first_and_a_dismissed_confirmation_changes_nothing(
