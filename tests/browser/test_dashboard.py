@@ -304,6 +304,8 @@ def test_phone_width_stacks_the_stages_without_sideways_scrolling(plane: Any, br
     button = dev.get_by_role("button", name="Promote…")
     box = button.bounding_box()
     assert box is not None and box["height"] >= 32, "buttons keep a touch-sized height"
+    expect(page.locator('[data-metric="Deployment frequency"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#live")).to_contain_text("Updated")
     page.screenshot(path=str(SHOTS / "phone-stack.png"), full_page=True)
     no_reload_and_no_errors(page)
     page.context.close()
