@@ -121,12 +121,12 @@
     }
     const creds = credentials();
     if (creds) {
+      const signedHeaders = payload === undefined ? {} : { 'Content-Type': headers['Content-Type'] };
       const signed = await StagecoachSigV4.sign({
-        method, url, headers: { 'Content-Type': headers['Content-Type'] }, body: payload || '',
+        method, url, headers: signedHeaders, body: payload || '',
         accessKeyId: creds.key, secretAccessKey: creds.secret, sessionToken: creds.token, region: creds.region,
       });
       Object.assign(headers, signed);
-      if (!headers['Content-Type']) delete headers['Content-Type'];
     }
     const response = await fetch(url, { method, headers, body: payload, cache: 'no-store' });
     const text = await response.text();

@@ -60,6 +60,7 @@
     const all = Object.assign({}, request.headers || {}, added);
     const canonical = {};
     for (const [name, value] of Object.entries(all)) {
+      if (value === undefined || value === null) continue;
       canonical[name.toLowerCase()] = String(value).trim().split(/\s+/).join(' ');
     }
     canonical.host = url.host;

@@ -331,6 +331,64 @@ def test_keyboard_reaches_the_actions_with_a_visible_focus(plane: Any, browser: 
     page.context.close()
 
 
+def test_a_403_offers_sign_in_and_then_every_call_is_signed_with_sigv4(
+    plane: Any, browser: Any, first_release: str
+) -> None:
+    """The AWS path end to end in the browser: the API refuses unsigned calls (as API Gateway's IAM
+    authorizer does), the user pastes credentials, the pages sign what they send; botocore agrees."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from playwright.sync_api import expect
+
+    seen: list[dict[str, str]] = []
+
+    def gate(route: Any) -> None:
+        headers = dict(route.request.headers)
+        if "authorization" not in headers:
+            route.fulfill(
+                status=403, content_type="application/json", body='{"message": "Missing Authentication Token"}'
+            )
+            return
+        seen.append({"url": route.request.url, "method": route.request.method, **headers})
+        route.continue_()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.route(f"{plane.url}/stacks?*", gate)
+    page.goto(f"{plane.url}/")
+    sign_in = page.get_by_role("button", name="Sign in")
+    expect(sign_in).to_be_visible(timeout=UI_TIMEOUT_MS)
+    sign_in.click()
+    dialog = page.locator("#sign-in-dialog")
+    dialog.get_by_label("Access key id").fill("AKIDEXAMPLE")
+    dialog.get_by_label("Secret access key").fill("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    dialog.get_by_label("Session token").fill("session-token-1")
+    dialog.get_by_label("Region").fill("eu-west-1")
+    dialog.get_by_role("button", name="Sign in").click()
+    expect(page.locator(f'article.stack-card[data-stack="{STACK}"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('stagecoach.credentials')") is not None
+    sent = seen[0]
+    assert sent["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/execute-api/aws4_request" in sent["authorization"]
+    assert sent["x-amz-security-token"] == "session-token-1"
+    request = AWSRequest(
+        method=sent["method"],
+        url=sent["url"],
+        data=b"",
+        headers={"X-Amz-Date": sent["x-amz-date"], "X-Amz-Security-Token": sent["x-amz-security-token"]},
+    )
+    request.context["timestamp"] = sent["x-amz-date"]
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token-1")
+    auth = SigV4Auth(credentials, "execute-api", "eu-west-1")
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    assert sent["authorization"].endswith(f"Signature={expected}")
+    page.get_by_role("button", name="Sign out").click()
+    assert page.evaluate("sessionStorage.getItem('stagecoach.credentials')") is None
+    context.close()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "token"),
     [
