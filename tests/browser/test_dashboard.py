@@ -288,6 +288,26 @@ def test_roll_back_pins_the_stage_and_unpin_frees_it_each_behind_a_confirmation(
     page.context.close()
 
 
+def test_rejecting_by_clicking_fails_the_release_at_that_stage(
+    plane: Any, browser: Any, shop: dict[str, Any], first_release: str
+) -> None:
+    from playwright.sync_api import expect
+
+    release_id = push(plane, shop, commit(shop, "Risky migration"), "Risky migration", "Edsger")
+    wait_for(lambda: stage_status(plane, release_id, "prod") == "AWAITING_APPROVAL", "prod to await approval")
+    page = open_page(browser, f"{plane.url}/ui/releases/{release_id}?refresh_ms=1000")
+    form = page.locator(f'form.approval[data-key="{release_id}/prod"]')
+    expect(form).to_be_visible(timeout=UI_TIMEOUT_MS)
+    form.get_by_label("Comment (optional)").fill("not during the sale")
+    form.get_by_role("button", name="Reject").click()
+    expect(page.locator(".facts .badge").first).to_have_text("failed", timeout=RELEASE_TIMEOUT_MS)
+    expect(page.locator('.timeline li[data-stage="prod"]')).to_contain_text("rejected by")
+    expect(page.locator('.timeline li[data-stage="prod"]')).to_contain_text("not during the sale")
+    expect(form).to_have_count(0)
+    no_reload_and_no_errors(page)
+    page.context.close()
+
+
 def test_phone_width_stacks_the_stages_without_sideways_scrolling(plane: Any, browser: Any, first_release: str) -> None:
     from playwright.sync_api import expect
 
