@@ -298,27 +298,32 @@ def stack_metrics(stack_id: str) -> Response:
     return json_response(bootstrap.dora_metrics().for_stage(stack_id, _query("stage"), _query("days")))
 
 
+def _context_path() -> str:
+    """The request's full path (on API Gateway it starts with the stage: the pages link from there)."""
+    return str((_request().context or {}).get("path") or "/")
+
+
 # The dashboard: data-free HTML/JS/CSS, open like /openapi.yaml; every figure on it comes from the
 # signed API above (the browser signs with SigV4 on AWS; docs/deploy.md).
 @app.route("/", methods=["GET"])
 @maps_errors
 def dashboard_overview() -> Response:
     """The dashboard: every stack with its stages."""
-    return pages.overview_page()
+    return pages.overview_page(_context_path())
 
 
 @app.route("/ui/stacks/{stack_id}", methods=["GET"])
 @maps_errors
 def dashboard_stack(stack_id: str) -> Response:
     """The dashboard page of one stack."""
-    return pages.stack_page(stack_id)
+    return pages.stack_page(stack_id, _context_path())
 
 
 @app.route("/ui/releases/{release_id}", methods=["GET"])
 @maps_errors
 def dashboard_release(release_id: str) -> Response:
     """The dashboard page of one release."""
-    return pages.release_page(release_id)
+    return pages.release_page(release_id, _context_path())
 
 
 @app.route("/ui/assets/{name}", methods=["GET"])

@@ -7,7 +7,7 @@
 
   const REFRESH_MS = Number(new URLSearchParams(location.search).get('refresh_ms')) || 3000;
   const METRICS_EVERY = 10; // refreshes between two metrics reads
-  const BASE = location.pathname.replace(/\/(ui\/(stacks|releases)\/[^/]*)?\/?$/, '');
+  const BASE = document.body.dataset.base || ''; // where the API is mounted (API Gateway: /api)
   const ACTIVE = ['PENDING', 'RUNNING'];
   const CREDENTIALS = 'stagecoach.credentials';
   const main = document.getElementById('main');

@@ -98,11 +98,12 @@ def test_the_pages_are_data_free_shells_and_the_files_have_their_types(client: A
     assert home.headers["Content-Type"].startswith("text/html")
     assert "default-src 'none'" in home.headers["Content-Security-Policy"]
     assert 'data-page="overview"' in home.body.decode()
-    assert 'src="ui/assets/app.js"' in home.body.decode()
+    assert 'src="/ui/assets/app.js"' in home.body.decode()
+    assert 'data-base=""' in home.body.decode()
     stack = client.http.get("/ui/stacks/hello")
     assert stack.status_code == 200
     assert 'data-page="stack" data-id="hello"' in stack.body.decode()
-    assert 'href="../assets/app.css"' in stack.body.decode()
+    assert 'href="/ui/assets/app.css"' in stack.body.decode()
     release = client.http.get("/ui/releases/r01JD5Z3Q8M6X2K7N4P9T1V3W5Y")
     assert 'data-page="release" data-id="r01JD5Z3Q8M6X2K7N4P9T1V3W5Y"' in release.body.decode()
     for name, kind in (("app.js", "text/javascript"), ("sigv4.js", "text/javascript"), ("app.css", "text/css")):
