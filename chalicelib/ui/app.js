@@ -675,6 +675,8 @@
       else if (page === 'release') await releasePage(pageId);
       else await overview();
       tickAges();
+      const stale = main.querySelector(':scope > [data-region="error"]');
+      if (stale) stale.remove();
       live.textContent = `Updated ${new Date().toLocaleTimeString()}`;
       live.dataset.state = 'ok';
     } catch (error) {
