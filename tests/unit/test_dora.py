@@ -213,3 +213,21 @@ def test_the_service_refuses_unknown_stacks_stages_and_bad_days() -> None:
         world.service.for_stage("hello", "staging", None)
     with pytest.raises(ValidationError):
         world.service.for_stage("hello", None, "0")
+
+
+def test_the_answer_and_the_documented_example_match_the_published_schema() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from tests.unit.test_openapi import validator
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text())
+    media = spec["paths"]["/stacks/{stack_id}/metrics"]["get"]["responses"]["200"]["content"]["application/json"]
+    check = validator(spec, media["schema"])
+    check.validate(media["example"])
+    world = World()
+    first = world.release("2026-11-28T09:00:00.000Z", pushed="2026-11-28T08:00:00.000Z")
+    world.ran(first, "prod", "FAILED", "2026-11-28T10:00:00.000Z")
+    check.validate(world.service.for_stage("hello", None, "365"))
+    check.validate(World().service.for_stage("hello", "dev", "1"))
