@@ -589,8 +589,9 @@
       const cfn = onAws() ? ` · <a href="${esc(cfnConsole(`${release.stack_id}--${s.name}`, release.execution_arn))}" rel="noopener" target="_blank">CloudFormation stack</a>` : '';
       const summary = s.change_summary ? ` · ${s.change_summary.add} add, ${s.change_summary.modify} modify, ${s.change_summary.remove} remove` : '';
       const superseded = s.superseded_by ? ` · superseded by <a href="${link.release(s.superseded_by)}">${esc(s.superseded_by)}</a>` : '';
+      const waiting = s.waiting_for ? ` · waiting for <a href="${link.release(s.waiting_for)}">${esc(s.waiting_for)}</a>` : '';
       return `<li data-stage="${esc(s.name)}"><div><strong>${esc(s.name)}</strong><br>${badge(s.status)}</div>
-        <div><span class="muted">${s.started_at ? timeTag(s.started_at) : 'not started'} · ${esc(duration(s.duration_seconds))}${summary}${superseded}${cfn}</span>
+        <div><span class="muted">${s.started_at ? timeTag(s.started_at) : 'not started'} · ${esc(duration(s.duration_seconds))}${summary}${superseded}${waiting}${cfn}</span>
         ${bar}${approval}${failure}${s.no_changes ? '<div class="muted">No changes to deploy.</div>' : ''}</div></li>`;
     });
     return `<h2>Timeline</h2><div class="panel"><ul class="timeline">${items.join('')}</ul></div>`;
