@@ -446,3 +446,34 @@ def test_the_browser_signer_matches_botocore(
     assert "Credential=AKIDEXAMPLE/20261127/eu-west-1/execute-api/aws4_request" in signed["Authorization"]
     assert signed.get("X-Amz-Security-Token") == token
     page.context.close()
+
+
+# AWS's SigV4 test suite (aws-sig-v4-test-suite: get-vanilla, get-vanilla-query, get-vanilla-query-order-key-case):
+# service "service", us-east-1, 20150830T123600Z, the suite's example credentials.
+SUITE = [
+    ("https://example.amazonaws.com/", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+    (
+        "https://example.amazonaws.com/?Param1=value1",
+        "a67d582fa61cc504c4bae71f336f98b97f1ea3c7a6bfe1b6e45aec72011b9aeb",
+    ),
+    (
+        "https://example.amazonaws.com/?Param2=value2&Param1=value1",
+        "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+    ),
+]
+
+
+def test_the_browser_signer_gives_the_published_test_suite_signatures(plane: Any, browser: Any) -> None:
+    page = open_page(browser, f"{plane.url}/")
+    for url, signature in SUITE:
+        signed = page.evaluate(
+            """(url) => StagecoachSigV4.sign({method: 'GET', url, body: '', service: 'service', region: 'us-east-1',
+                now: new Date('2015-08-30T12:36:00Z'), accessKeyId: 'AKIDEXAMPLE',
+                secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY'})""",
+            url,
+        )
+        assert signed["Authorization"] == (
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+            f"SignedHeaders=host;x-amz-date, Signature={signature}"
+        ), url
+    page.context.close()
