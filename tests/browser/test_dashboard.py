@@ -308,6 +308,33 @@ def test_rejecting_by_clicking_fails_the_release_at_that_stage(
     page.context.close()
 
 
+def test_promote_asks_which_release_then_deploys_its_build_to_the_stage(
+    plane: Any, browser: Any, shop: dict[str, Any], first_release: str
+) -> None:
+    from playwright.sync_api import expect
+
+    release_id = push(plane, shop, commit(shop, "Dark mode"), "Dark mode", "Barbara")
+    wait_for(lambda: stage_status(plane, release_id, "prod") == "AWAITING_APPROVAL", "prod to await approval")
+    status, _ = http("POST", f"{plane.url}/releases/{release_id}/stages/prod/reject", {"comment": "later"})
+    assert status == 200
+    wait_for(lambda: release(plane, release_id)["status"] == "FAILED", "the rejected release to fail")
+    page = open_page(browser, f"{plane.url}/ui/stacks/{STACK}?refresh_ms=1000")
+    prod = page.locator('.pipeline .stage[data-stage="prod"]')
+    expect(page.locator(f'tr[data-release="{release_id}"] .badge').first).to_have_text("failed", timeout=UI_TIMEOUT_MS)
+    prod.get_by_role("button", name="Promote…").click()
+    dialog = page.locator("#confirm-dialog")
+    dialog.get_by_label("Release").select_option(release_id)
+    dialog.get_by_role("button", name="Deploy").click()
+    expect(page.locator(".notice")).to_contain_text(f"Deploying {release_id} to prod")
+    form = page.locator("form.approval")  # prod asks for its approval again: a promote deploys like a release
+    expect(form).to_be_visible(timeout=RELEASE_TIMEOUT_MS)
+    form.get_by_role("button", name="Approve prod").click()
+    expect(prod).to_contain_text("Dark mode", timeout=RELEASE_TIMEOUT_MS)
+    expect(prod.locator(".badge").first).to_have_text("succeeded", timeout=RELEASE_TIMEOUT_MS)
+    no_reload_and_no_errors(page)
+    page.context.close()
+
+
 def test_phone_width_stacks_the_stages_without_sideways_scrolling(plane: Any, browser: Any, first_release: str) -> None:
     from playwright.sync_api import expect
 
