@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice.app import Chalice, CloudWatchEvent, IAMAuthorizer, Rate, Request, Response, SQSEvent
 
-from chalicelib import bootstrap
+from chalicelib import bootstrap, pages
 from chalicelib.http import (
     WEBHOOK_CONTENT_TYPES,
     http_middleware,
@@ -335,3 +335,45 @@ def stack_audit(stack_id: str) -> Response:
 def audit_trail() -> Response:
     """Every audit entry, newest first (``limit``, ``next_token``)."""
     return json_response(bootstrap.audit_queries().everything(_query("limit"), _query("next_token")))
+
+
+@app.route("/stacks/{stack_id}/metrics", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def stack_metrics(stack_id: str) -> Response:
+    """DORA's four keys of one stage (``stage``, default the last) over the last ``days`` days (1..365, 30)."""
+    return json_response(bootstrap.dora_metrics().for_stage(stack_id, _query("stage"), _query("days")))
+
+
+def _context_path() -> str:
+    """The request's full path (on API Gateway it starts with the stage: the pages link from there)."""
+    return str((_request().context or {}).get("path") or "/")
+
+
+# The dashboard: data-free HTML/JS/CSS, open like /openapi.yaml; every figure on it comes from the
+# signed API above (the browser signs with SigV4 on AWS; docs/deploy.md).
+@app.route("/", methods=["GET"])
+@maps_errors
+def dashboard_overview() -> Response:
+    """The dashboard: every stack with its stages."""
+    return pages.overview_page(_context_path())
+
+
+@app.route("/ui/stacks/{stack_id}", methods=["GET"])
+@maps_errors
+def dashboard_stack(stack_id: str) -> Response:
+    """The dashboard page of one stack."""
+    return pages.stack_page(stack_id, _context_path())
+
+
+@app.route("/ui/releases/{release_id}", methods=["GET"])
+@maps_errors
+def dashboard_release(release_id: str) -> Response:
+    """The dashboard page of one release."""
+    return pages.release_page(release_id, _context_path())
+
+
+@app.route("/ui/assets/{name}", methods=["GET"])
+@maps_errors
+def dashboard_asset(name: str) -> Response:
+    """The dashboard's scripts and styles."""
+    return pages.asset(name)

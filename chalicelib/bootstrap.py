@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # imported lazily at run time (cold start)
     from chalicelib.services.audit import Auditor, AuditQueries
     from chalicelib.services.builds import BuildService
     from chalicelib.services.deployments import DeploymentService
+    from chalicelib.services.dora import DoraMetrics
     from chalicelib.services.notifications import NotificationQueries, NotificationWorker
     from chalicelib.services.ports import Builder
     from chalicelib.services.recovery import Reconciler
@@ -243,6 +244,14 @@ def reconciler() -> Reconciler:
         notification_queue(),
         auditor(),
     )
+
+
+@functools.cache
+def dora_metrics() -> DoraMetrics:
+    """DORA's four keys per stack and stage."""
+    from chalicelib.services.dora import DoraMetrics
+
+    return DoraMetrics(stack_repository(), release_repository(), now_iso)
 
 
 @functools.cache

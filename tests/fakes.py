@@ -245,6 +245,10 @@ class InMemoryReleaseRepository:
             superseded_by=data.get("superseded_by"),
         )
 
+    def stage_runs(self, release_ids: Sequence[str], stage: str) -> dict[str, StageRun]:
+        found = {release_id: self.stage_run(release_id, stage) for release_id in release_ids}
+        return {k: v for k, v in found.items() if v is not None}
+
     def runs(self, release_id: str) -> dict[str, StageRun]:
         found = {stage: self.stage_run(release_id, stage) for stage in self.run_fields.get(release_id, {})}
         return {k: v for k, v in found.items() if v is not None}

@@ -296,6 +296,14 @@ def releases_list(ctx: Context) -> int:
     return 0
 
 
+def metrics(ctx: Context) -> int:
+    """DORA's four keys of a stack's stage (default its last) over the last ``--days`` days."""
+    args = ctx.args
+    document = ctx.api.get(path("stacks", args.stack, "metrics"), stage=args.stage, days=args.days)
+    ctx.emit(document, lambda: fmt.metrics_table(document))
+    return 0
+
+
 def releases_show(ctx: Context) -> int:
     """One release with its build and stages."""
     release = ctx.api.get(path("releases", ctx.args.release))
@@ -705,6 +713,10 @@ def build_parser() -> Parser:
     rlist.add_argument("--limit", type=int, default=25, help="at most this many (25)")
     command(releases, "show", releases_show, "one release").add_argument("release")
 
+    met = command(top, "metrics", metrics, "DORA metrics of a stack's stage (default its last)")
+    met.add_argument("stack")
+    met.add_argument("--stage", help="the stage (default: the stack's last)")
+    met.add_argument("--days", type=int, default=None, help="the window in days, 1 to 365 (default 30)")
     hist = command(top, "history", history, "a release's execution timeline")
     hist.add_argument("release")
     hist.add_argument("--raw", action="store_true", help="every execution event")

@@ -459,3 +459,45 @@ def audit_table(entries: Iterable[Mapping[str, Any]], width: int | None = None) 
     if not rows:
         return "no audit entries"
     return table(("AT (UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL"), rows, width, flexible="DETAIL")
+
+
+def _days(seconds: Any) -> str:
+    """A median duration for the metrics table: ``duration`` below a day, else days."""
+    if seconds is None:
+        return ""
+    value = float(seconds)
+    return duration(value) if value < 86400 else f"{value / 86400:.1f}d"
+
+
+def metrics_table(metrics: Mapping[str, Any]) -> str:
+    """DORA's four keys of one stage (``GET /stacks/{id}/metrics``), one line each with its level."""
+    frequency = metrics["deployment_frequency"]
+    lead = metrics["lead_time"]
+    failures = metrics["change_failure_rate"]
+    restore = metrics["time_to_restore"]
+    rate = failures["rate"]
+    window = metrics["window"]
+    rows = [
+        (
+            "deployment frequency",
+            f"{frequency['per_week']:.1f}/week",
+            f"{frequency['deployments']} deploys, {frequency['days_with_deployments']} days ({frequency['bucket']})",
+            frequency["level"],
+        ),
+        ("lead time for changes", _days(lead["median_seconds"]), f"median of {lead['samples']}", lead["level"]),
+        (
+            "change failure rate",
+            "" if rate is None else f"{rate * 100:.0f}%",
+            f"{failures['failed']} of {failures['deployments']} changes",
+            failures["level"],
+        ),
+        (
+            "time to restore",
+            _days(restore["median_seconds"]),
+            f"median of {restore['samples']}" + (", failing now" if restore["failing_now"] else ""),
+            restore["level"],
+        ),
+    ]
+    head = f"{metrics['stack_id']} / {metrics['stage']}: last {window['days']} days (to {when(window['end'])} UTC)"
+    notes = f"{metrics['releases_read']} releases read" + (" (older ones left out)" if metrics["truncated"] else "")
+    return "\n".join([head, "", table(("METRIC", "VALUE", "FROM", "LEVEL"), rows), "", notes])

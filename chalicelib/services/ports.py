@@ -138,6 +138,9 @@ class ReleaseRepository(Protocol):
     def stage_run(self, release_id: str, stage: str) -> Any | None:
         """One stage run, or None."""
 
+    def stage_runs(self, release_ids: Sequence[str], stage: str) -> dict[str, Any]:
+        """The runs of one stage of many releases, by release id (eventually consistent; absent: no run)."""
+
 
 class Executions(Protocol):
     """The release state machine."""

@@ -59,6 +59,7 @@ FUNCTION_ACTIONS = {
     | RECONCILER  # cancel, and ?force=true on stack and stage deletion, go through the reconciler
     | PUBLISH
     | {
+        "dynamodb:BatchGetItem",  # GET /stacks/{id}/metrics reads one stage's runs of many releases
         "dynamodb:BatchWriteItem",
         "dynamodb:DeleteItem",
         "dynamodb:PutItem",
