@@ -12,7 +12,7 @@ ASL_VALIDATOR := node_modules/.bin/asl-validator
 STATE_DIR ?=
 RESET ?=
 
-.PHONY: run test asl statemachines bench package deploy clean
+.PHONY: run test asl chromium statemachines bench package deploy clean
 
 $(BIN)/.stagecoach-installed: pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,10 +33,22 @@ run: $(BIN)/.stagecoach-installed
 	STAGECOACH_EMULATOR_CFN_DELAY_SECONDS=$(CFN_DELAY) STAGECOACH_EMULATOR_CFN_STALE_SECONDS=$(CFN_STALE) \
 	exec $(BIN)/python -m chalicelib.local.control_plane --port $(PORT) --aws-port $(AWS_PORT)$(if $(STATE_DIR), --state-dir '$(STATE_DIR)')$(if $(filter 1 yes true,$(RESET)), --reset)
 
-test: $(BIN)/.stagecoach-installed asl
+test: $(BIN)/.stagecoach-installed asl chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The browser tests (tests/browser) drive Debian's Chromium: Playwright cannot download its own browser here.
+# Installed when missing and running as root; otherwise one line names the package.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ]; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+		{ echo "make test needs the Debian package chromium; apt-get install -y chromium failed" >&2; exit 1; }; \
+		echo "installed the Debian package chromium"; \
+	else echo "make test needs the Debian package chromium: apt-get install -y chromium (as root)" >&2; exit 1; fi
 
 # The release definition against the Amazon States Language spec (moto accepts some that AWS refuses).
 asl: $(ASL_VALIDATOR)

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice.app import Chalice, CloudWatchEvent, IAMAuthorizer, Rate, Request, Response, SQSEvent
 
-from chalicelib import bootstrap
+from chalicelib import bootstrap, pages
 from chalicelib.http import (
     WEBHOOK_CONTENT_TYPES,
     http_middleware,
@@ -73,7 +73,7 @@ def openapi_document() -> Response:
 @maps_errors
 def create_stack() -> Response:
     """Create a stack with its stages."""
-    return json_response(bootstrap.stack_service().create(_body()), 201)
+    return json_response(bootstrap.stack_service().create(_body(), _actor()), 201)
 
 
 @app.route("/stacks", methods=["GET"], authorizer=IAM_AUTH)
@@ -94,7 +94,7 @@ def get_stack(stack_id: str) -> Response:
 @maps_errors
 def patch_stack(stack_id: str) -> Response:
     """Change a stack (``version`` required)."""
-    return json_response(bootstrap.stack_service().patch(stack_id, _body()))
+    return json_response(bootstrap.stack_service().patch(stack_id, _body(), _actor()))
 
 
 def _force() -> bool:
@@ -113,14 +113,14 @@ def delete_stack(stack_id: str) -> Response:
 @maps_errors
 def add_stage(stack_id: str) -> Response:
     """Add a stage (``position`` optional, default last)."""
-    return json_response(bootstrap.stack_service().add_stage(stack_id, _body()), 201)
+    return json_response(bootstrap.stack_service().add_stage(stack_id, _body(), _actor()), 201)
 
 
 @app.route("/stacks/{stack_id}/stages/{stage}", methods=["PATCH"], authorizer=IAM_AUTH)
 @maps_errors
 def update_stage(stack_id: str, stage: str) -> Response:
     """Change or move a stage."""
-    return json_response(bootstrap.stack_service().update_stage(stack_id, stage, _body()))
+    return json_response(bootstrap.stack_service().update_stage(stack_id, stage, _body(), actor=_actor()))
 
 
 @app.route("/stacks/{stack_id}/stages/{stage}", methods=["DELETE"], authorizer=IAM_AUTH)
@@ -155,7 +155,7 @@ def unpin_stage(stack_id: str, stage: str) -> Response:
 @maps_errors
 def rotate_webhook_secret(stack_id: str) -> Response:
     """A new webhook secret, shown once; the previous one keeps working for an hour."""
-    return json_response(bootstrap.stack_service().rotate_webhook_secret(stack_id))
+    return json_response(bootstrap.stack_service().rotate_webhook_secret(stack_id, actor=_actor()))
 
 
 def _webhook(provider: str, stack_id: str) -> Response:
@@ -189,7 +189,7 @@ def bitbucket_webhook(stack_id: str) -> Response:
 def start_release(stack_id: str) -> Response:
     """Start a release of a ref or sha by hand (``Idempotency-Key`` makes retries safe)."""
     key = _request().headers.get("idempotency-key")
-    outcome = bootstrap.release_starter().start_manual(stack_id, _body(), key)
+    outcome = bootstrap.release_starter().start_manual(stack_id, _body(), key, _actor())
     return json_response(outcome.body, outcome.status)
 
 
@@ -289,3 +289,91 @@ def release_history(release_id: str) -> Response:
 def release_build_log(release_id: str) -> Response:
     """The build log (local builder) or a pointer to it (CloudWatch Logs)."""
     return json_response(bootstrap.release_queries().build_log(release_id))
+
+
+NOTIFICATION_QUEUE = "stagecoach-notifications"
+# One message takes at most ~55 s (11 targets, each given up on after one 5 s timeout): records that may not
+# finish before the function's timeout are handed back (partial batch response) rather than cut off.
+NOTIFICATION_RESERVE_MS = 60_000
+
+
+@app.on_sqs_message(queue=NOTIFICATION_QUEUE, batch_size=10)
+@bootstrap.publishes_metrics
+def deliver_notifications(event: SQSEvent) -> dict[str, Any]:
+    """Post release and stage events to commit-status providers, Slack and webhooks (partial batch failures)."""
+    failures = []
+    context: Any = event.context
+    for record in event:
+        if context.get_remaining_time_in_millis() < NOTIFICATION_RESERVE_MS:
+            failures.append({"itemIdentifier": record.to_dict().get("messageId", "")})
+            continue
+        try:
+            result = bootstrap.notification_worker().handle(record.body)
+            bootstrap.logger().info("notification", extra={"result": result})
+        except Exception:
+            bootstrap.logger().exception("notification delivery failed; the message will be received again")
+            failures.append({"itemIdentifier": record.to_dict().get("messageId", "")})
+    return {"batchItemFailures": failures}
+
+
+@app.route("/stacks/{stack_id}/notifications", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def list_notifications(stack_id: str) -> Response:
+    """Recent notification deliveries of a stack, newest first (``limit``, ``next_token``)."""
+    return json_response(bootstrap.notification_queries().recent(stack_id, _query("limit"), _query("next_token")))
+
+
+@app.route("/stacks/{stack_id}/audit", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def stack_audit(stack_id: str) -> Response:
+    """A stack's audit trail, newest first (kept after the stack is deleted)."""
+    return json_response(bootstrap.audit_queries().for_stack(stack_id, _query("limit"), _query("next_token")))
+
+
+@app.route("/audit", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def audit_trail() -> Response:
+    """Every audit entry, newest first (``limit``, ``next_token``)."""
+    return json_response(bootstrap.audit_queries().everything(_query("limit"), _query("next_token")))
+
+
+@app.route("/stacks/{stack_id}/metrics", methods=["GET"], authorizer=IAM_AUTH)
+@maps_errors
+def stack_metrics(stack_id: str) -> Response:
+    """DORA's four keys of one stage (``stage``, default the last) over the last ``days`` days (1..365, 30)."""
+    return json_response(bootstrap.dora_metrics().for_stage(stack_id, _query("stage"), _query("days")))
+
+
+def _context_path() -> str:
+    """The request's full path (on API Gateway it starts with the stage: the pages link from there)."""
+    return str((_request().context or {}).get("path") or "/")
+
+
+# The dashboard: data-free HTML/JS/CSS, open like /openapi.yaml; every figure on it comes from the
+# signed API above (the browser signs with SigV4 on AWS; docs/deploy.md).
+@app.route("/", methods=["GET"])
+@maps_errors
+def dashboard_overview() -> Response:
+    """The dashboard: every stack with its stages."""
+    return pages.overview_page(_context_path())
+
+
+@app.route("/ui/stacks/{stack_id}", methods=["GET"])
+@maps_errors
+def dashboard_stack(stack_id: str) -> Response:
+    """The dashboard page of one stack."""
+    return pages.stack_page(stack_id, _context_path())
+
+
+@app.route("/ui/releases/{release_id}", methods=["GET"])
+@maps_errors
+def dashboard_release(release_id: str) -> Response:
+    """The dashboard page of one release."""
+    return pages.release_page(release_id, _context_path())
+
+
+@app.route("/ui/assets/{name}", methods=["GET"])
+@maps_errors
+def dashboard_asset(name: str) -> Response:
+    """The dashboard's scripts and styles."""
+    return pages.asset(name)

@@ -8,6 +8,8 @@ events_while_waiting: history events added to a release while it waits --wait se
   for a stage another release holds (QUEUED stack, the holder waits for its approval); goal <= 10.
 rollback_s: seconds from POST .../stages/prod/rollback to prod SUCCEEDED on the earlier build (no build,
   embedded mode); goal <= 2.
+notifications_ratio: push_to_done_s of a stack with GitHub commit statuses, a Slack and a signed webhook
+  target (a real local receiver) over the same stack without them, pushes interleaved; goal <= 1.1.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.pipeline_support import example_repo, git  # noqa: E402
 from tests.plane import http, running_plane  # noqa: E402
+from tests.receiver import Receiver, receiving  # noqa: E402
 from tests.webhook_support import github_headers, github_push  # noqa: E402
 
 STAGES = ("dev", "test", "staging", "prod")
@@ -49,10 +52,12 @@ def new_commit(repo: Path, n: int) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def push_and_wait(url: str, secret: str, sha: str, timeout: float = 120) -> tuple[float, dict[str, Any]]:
+def push_and_wait(
+    url: str, secret: str, sha: str, timeout: float = 120, stack_id: str = "bench"
+) -> tuple[float, dict[str, Any]]:
     """Seconds from the 202 to SUCCEEDED, and the release."""
     body = json.dumps(github_push(sha=sha, full_name="acme/bench")).encode()
-    status, accepted = http("POST", f"{url}/webhooks/github/bench", body, github_headers(secret, body))
+    status, accepted = http("POST", f"{url}/webhooks/github/{stack_id}", body, github_headers(secret, body))
     t0 = time.perf_counter()
     assert status == 202, accepted
     deadline = t0 + timeout
@@ -157,13 +162,39 @@ def rollback_seconds(url: str) -> float:
     raise TimeoutError("the rollback did not end in 60 s")
 
 
+def notifications_on_off(url: str, repo: Path, receiver: Receiver, secret: str, releases: int) -> tuple[float, float]:
+    """Median push_to_done_s of the bench stack (no notifications) and of its twin that notifies, interleaved."""
+    body = {
+        "id": "bench-notify",
+        "name": "bench-notify",
+        "stages": [{"name": s, "parameters": {"Stage": s}} for s in STAGES],
+        "repository": {"provider": "github", "full_name": "acme/bench", "clone_url": str(repo)},
+        "commit_status": {"api_url": f"{receiver.url}/github", "token": "bench-token"},
+        "notifications": [
+            {"type": "slack", "url": f"{receiver.url}/slack", "events": ["stage.succeeded", "release.ended"]},
+            {"type": "webhook", "url": f"{receiver.url}/hook", "secret": "bench-secret-0123456789"},
+        ],
+    }
+    status, created = http("POST", f"{url}/stacks", body)
+    assert status == 201, created
+    push_and_wait(url, created["webhook"]["secret"], git(repo, "rev-parse", "HEAD"), stack_id="bench-notify")
+    off, on = [], []
+    for n in range(releases):
+        off.append(push_and_wait(url, secret, new_commit(repo, 200 + 2 * n))[0])
+        sha = new_commit(repo, 201 + 2 * n)
+        on.append(push_and_wait(url, created["webhook"]["secret"], sha, stack_id="bench-notify")[0])
+    assert receiver.under("/github/") and receiver.under("/hook"), "the notifications reached the receiver"
+    return statistics.median(off), statistics.median(on)
+
+
 def main() -> int:
     """Print the figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--releases", type=int, default=5)
     parser.add_argument("--wait", type=float, default=60.0, help="seconds a release waits for a held stage")
+    parser.add_argument("--notify-releases", type=int, default=5, help="releases timed with notifications on/off")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, running_plane(pump=True) as plane:
+    with tempfile.TemporaryDirectory() as tmp, receiving() as receiver, running_plane(pump=True) as plane:
         repo, _ = example_repo(Path(tmp), buildspec=TRIVIAL_BUILDSPEC)
         body = {
             "id": "bench",
@@ -182,6 +213,7 @@ def main() -> int:
             times.append(elapsed)
             update_counts = transitions_per_stage(plane.aws_url, release["execution_arn"])
         rollbacks = [rollback_seconds(plane.url) for _ in range(3)]
+        notify_off, notify_on = notifications_on_off(plane.url, repo, receiver, secret, args.notify_releases)
         added, total = events_while_waiting(plane.url, plane.aws_url, repo, args.wait)
     print(f"stages: {len(STAGES)}, releases timed: {args.releases} (+1 creating the stacks: {first_time:.2f} s)")
     print(f"transitions per stage, creating stacks: {create_counts}; updating: {update_counts}")
@@ -191,6 +223,8 @@ def main() -> int:
     print(f"events_while_waiting: {added} (over {args.wait:.0f} s; {total} events in that release's history)")
     print(f"rollback_s_all: {', '.join(f'{t:.2f}' for t in rollbacks)}")
     print(f"rollback_s: {statistics.median(rollbacks):.2f}")
+    print(f"push_to_done_s notifications off: {notify_off:.2f}, on: {notify_on:.2f}")
+    print(f"notifications_ratio: {notify_on / notify_off:.2f}")
     return 0
 
 

@@ -20,13 +20,26 @@ if TYPE_CHECKING:  # imported lazily at run time (cold start)
     from chalicelib.adapters.executions import StepFunctionsExecutions
     from chalicelib.adapters.lanes_dynamo import DynamoLaneStore
     from chalicelib.adapters.metrics import PowertoolsMetrics
+    from chalicelib.adapters.notifications import (
+        DynamoAuditLog,
+        DynamoDeliveryLog,
+        SqsNotificationQueue,
+        UrllibSender,
+    )
     from chalicelib.adapters.releases_dynamo import DynamoReleaseRepository
-    from chalicelib.adapters.secrets import SecretsManagerCloneCredentials, SecretsManagerStore
+    from chalicelib.adapters.secrets import (
+        SecretsManagerCloneCredentials,
+        SecretsManagerNotificationSecrets,
+        SecretsManagerStore,
+    )
     from chalicelib.adapters.stacks_dynamo import DynamoStackRepository
     from chalicelib.domain.releases import PipelineConfig
     from chalicelib.services.approvals import ApprovalService
+    from chalicelib.services.audit import Auditor, AuditQueries
     from chalicelib.services.builds import BuildService
     from chalicelib.services.deployments import DeploymentService
+    from chalicelib.services.dora import DoraMetrics
+    from chalicelib.services.notifications import NotificationQueries, NotificationWorker
     from chalicelib.services.ports import Builder
     from chalicelib.services.recovery import Reconciler
     from chalicelib.services.release_queries import ReleaseQueries
@@ -156,6 +169,8 @@ def stack_service() -> StackService:
         now_iso,
         new_id,
         reconciler,
+        notification_secrets(),
+        auditor(),
     )
 
 
@@ -173,6 +188,8 @@ def release_starter() -> ReleaseStarter:
         now_iso,
         new_id,
         metrics(),
+        notification_queue(),
+        auditor(),
     )
 
 
@@ -182,7 +199,14 @@ def stage_coordinator() -> StageCoordinator:
     from chalicelib.services.stages import StageCoordinator
 
     return StageCoordinator(
-        lane_store(), release_repository(), stack_repository(), cloudformation(), callbacks(), now_iso, metrics()
+        lane_store(),
+        release_repository(),
+        stack_repository(),
+        cloudformation(),
+        callbacks(),
+        now_iso,
+        metrics(),
+        notification_queue(),
     )
 
 
@@ -200,6 +224,8 @@ def deployment_service() -> DeploymentService:
         now_iso,
         new_id,
         metrics(),
+        notification_queue(),
+        auditor(),
     )
 
 
@@ -208,7 +234,24 @@ def reconciler() -> Reconciler:
     """Ends releases whose execution ended, frees their stages, cancels releases."""
     from chalicelib.services.recovery import Reconciler
 
-    return Reconciler(release_repository(), executions(), stage_coordinator(), release_starter(), now_iso, metrics())
+    return Reconciler(
+        release_repository(),
+        executions(),
+        stage_coordinator(),
+        release_starter(),
+        now_iso,
+        metrics(),
+        notification_queue(),
+        auditor(),
+    )
+
+
+@functools.cache
+def dora_metrics() -> DoraMetrics:
+    """DORA's four keys per stack and stage."""
+    from chalicelib.services.dora import DoraMetrics
+
+    return DoraMetrics(stack_repository(), release_repository(), now_iso)
 
 
 @functools.cache
@@ -272,7 +315,96 @@ def approval_service() -> ApprovalService:
     from chalicelib.services.approvals import ApprovalService
 
     repository = release_repository()
-    return ApprovalService(repository, repository, callbacks(), now_iso, lane_store())
+    return ApprovalService(repository, repository, callbacks(), now_iso, lane_store(), notification_queue(), auditor())
+
+
+@functools.cache
+def notification_queue() -> SqsNotificationQueue:
+    """The notifications queue (events in, retries) and its dead-letter queue."""
+    from chalicelib.adapters.notifications import SqsNotificationQueue
+
+    return SqsNotificationQueue(
+        lambda: client("sqs"), lambda: settings().notifications_queue_url, lambda: settings().notifications_dlq_url
+    )
+
+
+@functools.cache
+def notification_secrets() -> SecretsManagerNotificationSecrets:
+    """Commit-status tokens and webhook secrets in Secrets Manager."""
+    from chalicelib.adapters.secrets import SecretsManagerNotificationSecrets
+
+    return SecretsManagerNotificationSecrets(lambda: client("secretsmanager"), settings().notify_secret_prefix)
+
+
+@functools.cache
+def delivery_log() -> DynamoDeliveryLog:
+    """Delivery attempts in DynamoDB."""
+    from chalicelib.adapters.notifications import DynamoDeliveryLog
+
+    _bound_models()
+    return DynamoDeliveryLog()
+
+
+@functools.cache
+def audit_log() -> DynamoAuditLog:
+    """The audit trail in DynamoDB."""
+    from chalicelib.adapters.notifications import DynamoAuditLog
+
+    _bound_models()
+    return DynamoAuditLog()
+
+
+@functools.cache
+def auditor() -> Auditor:
+    """Appends audit entries for the services."""
+    from chalicelib.services.audit import Auditor
+
+    return Auditor(audit_log(), now_iso, new_id)
+
+
+@functools.cache
+def audit_queries() -> AuditQueries:
+    """Read the audit trail."""
+    from chalicelib.services.audit import AuditQueries
+
+    return AuditQueries(audit_log())
+
+
+@functools.cache
+def http_sender() -> UrllibSender:
+    """Outbound HTTP for notifications (short timeouts)."""
+    from chalicelib.adapters.notifications import UrllibSender
+
+    return UrllibSender(settings().notify_timeout_seconds)
+
+
+@functools.cache
+def notification_worker() -> NotificationWorker:
+    """Delivers events to commit-status providers, Slack and webhooks."""
+    from chalicelib.services.notifications import NotificationWorker
+
+    s = settings()
+    return NotificationWorker(
+        stack_repository(),
+        release_repository(),
+        notification_secrets(),
+        http_sender(),
+        notification_queue(),
+        delivery_log(),
+        now_iso,
+        lambda: settings().public_url,
+        metrics(),
+        s.notify_retry_base_seconds,
+        s.notify_give_up_seconds,
+    )
+
+
+@functools.cache
+def notification_queries() -> NotificationQueries:
+    """Recent deliveries of a stack."""
+    from chalicelib.services.notifications import NotificationQueries
+
+    return NotificationQueries(stack_repository(), delivery_log())
 
 
 @functools.cache

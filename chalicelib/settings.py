@@ -24,6 +24,13 @@ class Settings:
     clone_secret_prefix: str
     default_cfn_role_arn: str
     region: str
+    notifications_queue_url: str = ""
+    notifications_dlq_url: str = ""
+    notify_secret_prefix: str = "stagecoach/notify/"
+    public_url: str = ""
+    notify_timeout_seconds: float = 5.0
+    notify_retry_base_seconds: int = 5
+    notify_give_up_seconds: int = 3600
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -46,4 +53,11 @@ class Settings:
                 "STAGECOACH_DEFAULT_CFN_ROLE_ARN", "arn:aws:iam::123456789012:role/stagecoach-cfn"
             ),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            notifications_queue_url=env.get("STAGECOACH_NOTIFICATIONS_QUEUE_URL", ""),
+            notifications_dlq_url=env.get("STAGECOACH_NOTIFICATIONS_DLQ_URL", ""),
+            notify_secret_prefix=env.get("STAGECOACH_NOTIFY_SECRET_PREFIX", "stagecoach/notify/"),
+            public_url=env.get("STAGECOACH_PUBLIC_URL", ""),
+            notify_timeout_seconds=float(env.get("STAGECOACH_NOTIFY_TIMEOUT_SECONDS", "5")),
+            notify_retry_base_seconds=int(env.get("STAGECOACH_NOTIFY_RETRY_BASE_SECONDS", "5")),
+            notify_give_up_seconds=int(env.get("STAGECOACH_NOTIFY_GIVE_UP_SECONDS", "3600")),
         )

@@ -245,6 +245,10 @@ class InMemoryReleaseRepository:
             superseded_by=data.get("superseded_by"),
         )
 
+    def stage_runs(self, release_ids: Sequence[str], stage: str) -> dict[str, StageRun]:
+        found = {release_id: self.stage_run(release_id, stage) for release_id in release_ids}
+        return {k: v for k, v in found.items() if v is not None}
+
     def runs(self, release_id: str) -> dict[str, StageRun]:
         found = {stage: self.stage_run(release_id, stage) for stage in self.run_fields.get(release_id, {})}
         return {k: v for k, v in found.items() if v is not None}
@@ -469,3 +473,104 @@ def stack_service(
         FixedClock(now),
         (lambda prefix: uid) if uid is not None else (lambda prefix: ids()),
     )
+
+
+class RecordingPublisher:
+    """EventPublisher that keeps the events (``fail`` makes publish raise, as SQS might)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[Any] = []
+        self.fail = fail
+
+    def publish(self, events: Sequence[Any]) -> None:
+        if self.fail:
+            raise RuntimeError("SQS is unavailable")
+        self.events.extend(events)
+
+    def ids(self) -> list[str]:
+        return [e.id for e in self.events]
+
+
+class InMemoryNotificationSecrets:
+    """NotificationSecrets in a dict."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Any]] = {}
+
+    def read(self, stack_id: str) -> dict[str, Any]:
+        return json.loads(json.dumps(self.documents.get(stack_id, {"commit_status_token": None, "webhooks": {}})))
+
+    def write(self, stack_id: str, document: dict[str, Any]) -> None:
+        if not document.get("commit_status_token") and not document.get("webhooks"):
+            self.documents.pop(stack_id, None)
+        else:
+            self.documents[stack_id] = json.loads(json.dumps(document))
+
+    def delete(self, stack_id: str) -> None:
+        self.documents.pop(stack_id, None)
+
+
+class ScriptedSender:
+    """HttpSender answering from a script per URL prefix (the last answer repeats); records every request."""
+
+    def __init__(self, answers: dict[str, list[Any]] | None = None) -> None:
+        self.answers = answers or {}
+        self.requests: list[Any] = []
+
+    def send(self, request: Any) -> Any:
+        from chalicelib.services.ports import HttpResult
+
+        self.requests.append(request)
+        for prefix, script in self.answers.items():
+            if request.url.startswith(prefix):
+                answer = script.pop(0) if len(script) > 1 else script[0]
+                return answer if isinstance(answer, HttpResult) else HttpResult(answer)
+        return HttpResult(200)
+
+
+class RecordingNotificationQueue:
+    """NotificationQueue that keeps retries (with their delay) and dead letters."""
+
+    def __init__(self) -> None:
+        self.retries: list[tuple[dict[str, Any], int]] = []
+        self.dead: list[dict[str, Any]] = []
+
+    def retry(self, message: dict[str, Any], delay_seconds: int) -> None:
+        self.retries.append((message, delay_seconds))
+
+    def dead_letter(self, message: dict[str, Any]) -> None:
+        self.dead.append(message)
+
+
+class InMemoryDeliveryLog:
+    """DeliveryLog in a list (newest first on read)."""
+
+    def __init__(self) -> None:
+        self.attempts: list[Any] = []
+
+    def record(self, attempt: Any) -> None:
+        self.attempts.append(attempt)
+
+    def recent(self, stack_id: str, limit: int, next_token: str | None) -> Page:
+        mine = sorted((a for a in self.attempts if a.stack_id == stack_id), key=lambda a: a.at, reverse=True)
+        return Page(mine[:limit], None)
+
+
+class InMemoryAuditLog:
+    """AuditLog in a list; append-only."""
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []
+
+    def append(self, entry: Any) -> None:
+        self.entries.append(entry)
+
+    def for_stack(self, stack_id: str, limit: int, next_token: str | None) -> Page:
+        mine = [e for e in reversed(self.entries) if e.stack_id == stack_id]
+        return Page(mine[:limit], None)
+
+    def everything(self, limit: int, next_token: str | None) -> Page:
+        return Page(list(reversed(self.entries))[:limit], None)
+
+    def actions(self) -> list[str]:
+        return [e.action for e in self.entries]

@@ -82,6 +82,8 @@ class StackModel(Item):
     version = VersionAttribute()
     execution_mode = UnicodeAttribute(null=True)
     uid = UnicodeAttribute(null=True)
+    commit_status = MapAttribute[str, Any](null=True)
+    notifications_json = UnicodeAttribute(null=True)
 
 
 class LaneModel(Item):
@@ -212,3 +214,44 @@ class BuildTokenModel(Item):
     task_token = UnicodeAttribute()
     template_key = UnicodeAttribute()
     expires_at = NumberAttribute(null=True)
+
+
+class DeliveryModel(Item):
+    """``NOTIFY#{stack_id}`` / ``{at}#{delivery_id}#{attempt}``: one delivery attempt (expires)."""
+
+    class Meta(Item.Meta):
+        pass
+
+    delivery_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event = UnicodeAttribute()
+    release_id = UnicodeAttribute()
+    stage = UnicodeAttribute(null=True)
+    target = UnicodeAttribute()
+    target_type = UnicodeAttribute()
+    attempt = NumberAttribute()
+    outcome = UnicodeAttribute()
+    at = UnicodeAttribute()
+    status_code = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    duration_ms = NumberAttribute(default=0)
+    next_attempt_in_seconds = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+
+class AuditModel(Item):
+    """``AUDIT#{stack_id}`` / ``{at}#{id}``; every entry also in ``gsi1`` under ``AUDIT`` / ``{at}#{id}``."""
+
+    class Meta(Item.Meta):
+        pass
+
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    everything = _Gsi1()
+    id = UnicodeAttribute()
+    at = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target = UnicodeAttribute()
+    stack_id = UnicodeAttribute()
+    detail_json = UnicodeAttribute(null=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from pynamodb.connection import Connection
@@ -213,7 +214,7 @@ class DynamoReleaseRepository:
     ) -> Page:
         """Newest first through ``gsi1``; status and ref filter the query."""
         start = decode_token(
-            next_token, {"pk", "sk", "gsi1pk", "gsi1sk"}, {"gsi1pk": f"STACK#{stack_id}#RELEASES", "sk": RELEASE_SK}
+            next_token, {"pk", "sk", "gsi1pk", "gsi1sk"}, {"gsi1pk": releases_of(stack_id, stack_uid), "sk": RELEASE_SK}
         )
         condition = None
         if status:
@@ -310,6 +311,14 @@ class DynamoReleaseRepository:
             return run_from_model(StageRunModel.get(release_pk(release_id), f"STAGE#{stage}", consistent_read=True))
         except StageRunModel.DoesNotExist:
             return None
+
+    def stage_runs(self, release_ids: Sequence[str], stage: str) -> dict[str, StageRun]:
+        """One stage's runs of many releases through BatchGetItem (100 keys a request, unprocessed keys retried)."""
+        keys = [(release_pk(release_id), f"STAGE#{stage}") for release_id in dict.fromkeys(release_ids)]
+        found: dict[str, StageRun] = {}
+        for item in StageRunModel.batch_get(keys):
+            found[item.pk.removeprefix("RELEASE#")] = run_from_model(item)
+        return found
 
     def put_build_token(self, release_id: str, token: str, template_key: str) -> None:
         """Remember the build task's token (a retried build task replaces it)."""

@@ -179,3 +179,48 @@ class SecretsManagerCloneCredentials:
         """Delete at once (credentials given again later make a new secret)."""
         with contextlib.suppress(self._client.exceptions.ResourceNotFoundException):
             self._client.delete_secret(SecretId=self._name(stack_id), ForceDeleteWithoutRecovery=True)
+
+
+class SecretsManagerNotificationSecrets:
+    """NotificationSecrets on Secrets Manager: one secret per stack, ``{prefix}{stack_id}``, JSON
+    ``{"commit_status_token": str|None, "webhooks": {target key: secret}}``."""
+
+    def __init__(self, client: Callable[[], Any], prefix: str) -> None:
+        self._client_factory = client
+        self._prefix = prefix
+
+    @property
+    def _client(self) -> Any:
+        return self._client_factory()
+
+    def _name(self, stack_id: str) -> str:
+        return f"{self._prefix}{stack_id}"
+
+    def read(self, stack_id: str) -> dict[str, Any]:
+        """The stack's tokens and secrets (an empty document if it has none)."""
+        try:
+            raw = self._client.get_secret_value(SecretId=self._name(stack_id))["SecretString"]
+        except self._client.exceptions.ResourceNotFoundException:
+            return {"commit_status_token": None, "webhooks": {}}
+        document: dict[str, Any] = json.loads(raw)
+        return document
+
+    def write(self, stack_id: str, document: dict[str, Any]) -> None:
+        """Create or replace the secret; delete it when the document holds nothing."""
+        if not document.get("commit_status_token") and not document.get("webhooks"):
+            self.delete(stack_id)
+            return
+        value = json.dumps(document)
+        try:
+            self._client.create_secret(
+                Name=self._name(stack_id),
+                SecretString=value,
+                Description=f"Stagecoach commit-status token and webhook secrets of stack {stack_id}",
+            )
+        except self._client.exceptions.ResourceExistsException:
+            self._client.put_secret_value(SecretId=self._name(stack_id), SecretString=value)
+
+    def delete(self, stack_id: str) -> None:
+        """Delete at once (nothing to do if the stack has none)."""
+        with contextlib.suppress(self._client.exceptions.ResourceNotFoundException):
+            self._client.delete_secret(SecretId=self._name(stack_id), ForceDeleteWithoutRecovery=True)

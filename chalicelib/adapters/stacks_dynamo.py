@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, PutError
 
 from chalicelib.domain.errors import ConflictError
+from chalicelib.domain.notifications import commit_status_from, notifications_from
 from chalicelib.domain.stacks import Repository, Stack, Stage
 from chalicelib.services.ports import Page
 
@@ -54,6 +56,8 @@ def to_model(stack: Stack) -> StackModel:
         updated_at=stack.updated_at,
         execution_mode=stack.execution_mode,
         uid=stack.uid or None,
+        commit_status=stack.commit_status.stored() if stack.commit_status else None,
+        notifications_json=json.dumps([t.stored() for t in stack.notifications]) if stack.notifications else None,
     )
 
 
@@ -87,6 +91,8 @@ def from_model(item: StackModel) -> Stack:
         hook_verified_at=item.hook_verified_at,
         execution_mode=item.execution_mode or "SUPERSEDED",
         uid=item.uid or "",
+        commit_status=commit_status_from(plain(item.commit_status) if item.commit_status else None),
+        notifications=notifications_from(json.loads(item.notifications_json) if item.notifications_json else None),
     )
 
 

@@ -296,6 +296,14 @@ def releases_list(ctx: Context) -> int:
     return 0
 
 
+def metrics(ctx: Context) -> int:
+    """DORA's four keys of a stack's stage (default its last) over the last ``--days`` days."""
+    args = ctx.args
+    document = ctx.api.get(path("stacks", args.stack, "metrics"), stage=args.stage, days=args.days)
+    ctx.emit(document, lambda: fmt.metrics_table(document))
+    return 0
+
+
 def releases_show(ctx: Context) -> int:
     """One release with its build and stages."""
     release = ctx.api.get(path("releases", ctx.args.release))
@@ -455,6 +463,124 @@ def webhook_rotate(ctx: Context) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ notifications and audit
+
+EVENT_TYPES = (
+    "release.started",
+    "stage.waiting",
+    "stage.started",
+    "stage.awaiting_approval",
+    "stage.succeeded",
+    "stage.failed",
+    "stage.superseded",
+    "stage.cancelled",
+    "stage.held",
+    "release.ended",
+)
+
+
+def _pages(ctx: Context, where: str, key: str, limit: int) -> tuple[list[Any], str | None]:
+    """Up to ``limit`` items of a paged listing, following ``next_token``."""
+    items: list[Any] = []
+    token: str | None = None
+    while len(items) < limit:
+        page = ctx.api.get(where, limit=min(100, limit - len(items)), next_token=token)
+        items += page.get(key) or []
+        token = page.get("next_token")
+        if not token:
+            break
+    return items, token
+
+
+def audit(ctx: Context) -> int:
+    """The audit trail (of one stack, also after it was deleted), newest first."""
+    where = path("stacks", ctx.args.stack, "audit") if ctx.args.stack else "/audit"
+    entries, token = _pages(ctx, where, "entries", ctx.args.limit)
+    ctx.emit({"entries": entries, "next_token": token}, lambda: fmt.audit_table(entries, ctx.width))
+    return 0
+
+
+def notifications_list(ctx: Context) -> int:
+    """A stack's notification settings and recent deliveries, newest first."""
+    stack = ctx.api.get(path("stacks", ctx.args.stack))
+    where = path("stacks", ctx.args.stack, "notifications")
+    deliveries, token = _pages(ctx, where, "deliveries", ctx.args.limit)
+    ctx.emit(
+        {"deliveries": deliveries, "next_token": token},
+        lambda: fmt.notification_settings(stack) + "\n\n" + fmt.deliveries_table(deliveries, ctx.width),
+    )
+    return 0
+
+
+def _kept(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stack's targets as a PATCH body keeps them (a webhook's stored secret as ``***``)."""
+    return [{k: v for k, v in t.items() if k in ("type", "url", "events", "secret")} for t in targets]
+
+
+def _patch_notifications(ctx: Context, change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    stack = ctx.api.get(path("stacks", ctx.args.stack))
+    body = {"version": stack["version"], **change(stack)}
+    changed = ctx.api.patch(path("stacks", ctx.args.stack), body)
+    ctx.emit(changed, lambda: fmt.notification_settings(changed))
+    return 0
+
+
+def _secret_value(value: str | None, stdin: TextIO) -> str | None:
+    """A token or secret given as ``-`` is read from stdin (it then stays out of the shell's history)."""
+    return stdin.readline().strip() if value == "-" else value
+
+
+def notifications_commit_status(ctx: Context) -> int:
+    """Set (or ``--off``) the stack's commit statuses; the token is write-only."""
+    args = ctx.args
+    if args.off:
+        return _patch_notifications(ctx, lambda stack: {"commit_status": None})
+    token = _secret_value(args.token, ctx.stdin)
+    if not token:
+        raise UsageError("give --token TOKEN (or --token - to read it from stdin), or --off")
+    settings: dict[str, Any] = {"token": token}
+    if args.provider:
+        settings["provider"] = args.provider
+    if args.api_url:
+        settings["api_url"] = args.api_url
+    return _patch_notifications(ctx, lambda stack: {"commit_status": settings})
+
+
+def notifications_add(ctx: Context) -> int:
+    """Add a Slack or webhook target (a webhook needs ``--secret``)."""
+    args = ctx.args
+    target: dict[str, Any] = {"type": args.type, "url": args.target_url}
+    if args.event:
+        target["events"] = args.event
+    if args.type == "webhook":
+        secret = _secret_value(args.secret, ctx.stdin)
+        if not secret:
+            raise UsageError("a webhook needs --secret SECRET (or --secret - to read it from stdin)")
+        target["secret"] = secret
+
+    def change(stack: dict[str, Any]) -> dict[str, Any]:
+        kept = [
+            t for t in _kept(stack.get("notifications") or []) if (t["type"], t["url"]) != (args.type, args.target_url)
+        ]
+        return {"notifications": [*kept, target]}
+
+    return _patch_notifications(ctx, change)
+
+
+def notifications_remove(ctx: Context) -> int:
+    """Remove the targets with this URL."""
+    url = ctx.args.target_url
+
+    def change(stack: dict[str, Any]) -> dict[str, Any]:
+        current = _kept(stack.get("notifications") or [])
+        kept = [t for t in current if t["url"] != url]
+        if len(kept) == len(current):
+            raise CliError(f"stack {ctx.args.stack} has no notification target {url}", 1, "NotFound")
+        return {"notifications": kept}
+
+    return _patch_notifications(ctx, change)
+
+
 def git_connect(ctx: Context) -> int:
     """Make PATH a bare repository whose pushes release STACK."""
     args = ctx.args
@@ -587,6 +713,10 @@ def build_parser() -> Parser:
     rlist.add_argument("--limit", type=int, default=25, help="at most this many (25)")
     command(releases, "show", releases_show, "one release").add_argument("release")
 
+    met = command(top, "metrics", metrics, "DORA metrics of a stack's stage (default its last)")
+    met.add_argument("stack")
+    met.add_argument("--stage", help="the stage (default: the stack's last)")
+    met.add_argument("--days", type=int, default=None, help="the window in days, 1 to 365 (default 30)")
     hist = command(top, "history", history, "a release's execution timeline")
     hist.add_argument("release")
     hist.add_argument("--raw", action="store_true", help="every execution event")
@@ -638,6 +768,30 @@ def build_parser() -> Parser:
     wat = command(top, "watch", watch, "follow a release until it ends or awaits an approval")
     wat.add_argument("release")
     _watch_options(wat)
+
+    aud = command(top, "audit", audit, "who did what: the audit trail, newest first")
+    aud.add_argument("stack", nargs="?", help="only this stack's (also after it was deleted)")
+    aud.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+
+    notes = group("notifications", "commit statuses, Slack and webhooks")
+    nlist = command(notes, "list", notifications_list, "a stack's notification settings and recent deliveries")
+    nlist.add_argument("stack")
+    nlist.add_argument("--limit", type=int, default=25, help="at most this many deliveries (25)")
+    cstat = command(notes, "commit-status", notifications_commit_status, "post a commit status per stage")
+    cstat.add_argument("stack")
+    cstat.add_argument("--token", help="provider API token (write-only; '-' reads it from stdin)")
+    cstat.add_argument("--provider", choices=("github", "gitlab", "bitbucket", "bitbucket-server"))
+    cstat.add_argument("--api-url", help="provider API base URL (default: the provider's public API)")
+    cstat.add_argument("--off", action="store_true", help="stop posting commit statuses")
+    nadd = command(notes, "add", notifications_add, "notify a Slack incoming webhook or a signed webhook")
+    nadd.add_argument("stack")
+    nadd.add_argument("type", choices=("slack", "webhook"))
+    nadd.add_argument("target_url", metavar="URL")
+    nadd.add_argument("--secret", help="webhook signing secret (write-only; '-' reads it from stdin)")
+    nadd.add_argument("--event", action="append", choices=EVENT_TYPES, help="events to send (default: the main ones)")
+    nrem = command(notes, "remove", notifications_remove, "stop notifying URL")
+    nrem.add_argument("stack")
+    nrem.add_argument("target_url", metavar="URL")
 
     gitg = group("git", "push to a local bare repository to release")
     conn = command(gitg, "connect", git_connect, "make PATH a bare repository whose pushes release STACK")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -400,3 +401,103 @@ def parse_stage_spec(text: str) -> Json:
     if sep and "approval" not in stage:
         raise ValueError(f"expected NAME or NAME:approval, got {text!r}")
     return stage
+
+
+# ------------------------------------------------------------------ notifications and audit
+
+
+def deliveries_table(deliveries: Iterable[Mapping[str, Any]], width: int | None = None) -> str:
+    """One line per delivery attempt, newest first."""
+    rows = [
+        (
+            when(d.get("at")),
+            d.get("event"),
+            d.get("stage"),
+            d.get("target_type"),
+            d.get("attempt"),
+            d.get("outcome"),
+            d.get("status_code"),
+            truncate(d.get("error"), 60),
+        )
+        for d in deliveries
+    ]
+    if not rows:
+        return "no deliveries"
+    headers = ("AT (UTC)", "EVENT", "STAGE", "TARGET", "ATTEMPT", "OUTCOME", "HTTP", "ERROR")
+    return table(headers, rows, width, flexible="ERROR")
+
+
+def notification_settings(stack: Mapping[str, Any]) -> str:
+    """A stack's commit-status provider and notification targets (tokens and secrets shown as ***)."""
+    lines = []
+    status = stack.get("commit_status")
+    if status:
+        lines.append(f"commit statuses: {status.get('provider')} at {status.get('api_url')} (token ***)")
+    else:
+        lines.append("commit statuses: off")
+    targets = stack.get("notifications") or []
+    if not targets:
+        lines.append("notifications: none")
+    for target in targets:
+        events = ", ".join(target.get("events") or [])
+        lines.append(f"{target.get('type')}: {target.get('url')} ({events})")
+    return "\n".join(lines)
+
+
+def audit_table(entries: Iterable[Mapping[str, Any]], width: int | None = None) -> str:
+    """One line per audit entry, newest first."""
+    rows = [
+        (
+            when(e.get("at")),
+            e.get("actor"),
+            e.get("action"),
+            e.get("target"),
+            truncate(json.dumps(e.get("detail") or {}, separators=(",", ":")) if e.get("detail") else "", 60),
+        )
+        for e in entries
+    ]
+    if not rows:
+        return "no audit entries"
+    return table(("AT (UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL"), rows, width, flexible="DETAIL")
+
+
+def _days(seconds: Any) -> str:
+    """A median duration for the metrics table: ``duration`` below a day, else days."""
+    if seconds is None:
+        return ""
+    value = float(seconds)
+    return duration(value) if value < 86400 else f"{value / 86400:.1f}d"
+
+
+def metrics_table(metrics: Mapping[str, Any]) -> str:
+    """DORA's four keys of one stage (``GET /stacks/{id}/metrics``), one line each with its level."""
+    frequency = metrics["deployment_frequency"]
+    lead = metrics["lead_time"]
+    failures = metrics["change_failure_rate"]
+    restore = metrics["time_to_restore"]
+    rate = failures["rate"]
+    window = metrics["window"]
+    rows = [
+        (
+            "deployment frequency",
+            f"{frequency['per_week']:.1f}/week",
+            f"{frequency['deployments']} deploys, {frequency['days_with_deployments']} days ({frequency['bucket']})",
+            frequency["level"],
+        ),
+        ("lead time for changes", _days(lead["median_seconds"]), f"median of {lead['samples']}", lead["level"]),
+        (
+            "change failure rate",
+            "" if rate is None else f"{rate * 100:.0f}%",
+            f"{failures['failed']} of {failures['deployments']} changes",
+            failures["level"],
+        ),
+        (
+            "time to restore",
+            _days(restore["median_seconds"]),
+            f"median of {restore['samples']}" + (", failing now" if restore["failing_now"] else ""),
+            restore["level"],
+        ),
+    ]
+    head = f"{metrics['stack_id']} / {metrics['stage']}: last {window['days']} days (to {when(window['end'])} UTC)"
+    notes = f"{metrics['releases_read']} releases read" + (" (older ones left out)" if metrics["truncated"] else "")
+    return "\n".join([head, "", table(("METRIC", "VALUE", "FROM", "LEVEL"), rows), "", notes])

@@ -11,6 +11,7 @@ from typing import Any
 from . import clone_urls
 from .errors import ConflictError, NotFoundError, ValidationError
 from .limits import MAX_STACK_SETTINGS_BYTES, clip
+from .notifications import CommitStatus, Notification, parse_commit_status, parse_notifications
 from .text import TEXT, matches
 
 PROVIDERS = ("github", "gitlab", "bitbucket")
@@ -124,6 +125,8 @@ class Stack:
     hook_verified_at: str | None = None
     execution_mode: str = "SUPERSEDED"
     uid: str = ""  # tells this stack from an earlier one deleted with the same id
+    commit_status: CommitStatus | None = None
+    notifications: tuple[Notification, ...] = ()
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``; NotFoundError if there is none."""
@@ -336,6 +339,8 @@ def parse_new_stack(body: Any, now: str, uid: str = "") -> Stack:
         "buildspec_path",
         "stages",
         "execution_mode",
+        "commit_status",
+        "notifications",
     }
     _reject_unknown(data, allowed)
     _require(data, ("name", "repository", "stages"))
@@ -357,11 +362,12 @@ def parse_new_stack(body: Any, now: str, uid: str = "") -> Stack:
         raise ValidationError(f"at most {MAX_STAGES} stages (it has {len(raw_stages)})", "stages")
     stages = tuple(parse_stage(s, f"stages[{i}].") for i, s in enumerate(raw_stages))
     _unique_names(stages)
+    repository = parse_repository(data.get("repository"))
     return _sized(
         Stack(
             id=stack_id,
             name=name,
-            repository=parse_repository(data.get("repository")),
+            repository=repository,
             stages=stages,
             branches=_patterns(data["branches"], "branches") if "branches" in data else ("main",),
             tags=_patterns(data["tags"], "tags") if "tags" in data else (),
@@ -372,13 +378,15 @@ def parse_new_stack(body: Any, now: str, uid: str = "") -> Stack:
             version=1,
             execution_mode=_execution_mode(data["execution_mode"]) if "execution_mode" in data else "SUPERSEDED",
             uid=uid,
+            commit_status=parse_commit_status(data.get("commit_status"), repository.provider, None),
+            notifications=parse_notifications(data["notifications"], ()) if "notifications" in data else (),
         )
     )
 
 
 def settings_size(stack: Stack) -> int:
     """Bytes of the stack's settings as compact ASCII JSON (what the limit counts)."""
-    settings = {
+    settings: dict[str, Any] = {
         "name": stack.name,
         "repository": stack.repository.to_dict(),
         "branches": stack.branches,
@@ -387,6 +395,10 @@ def settings_size(stack: Stack) -> int:
         "buildspec_path": stack.buildspec_path,
         "stages": [s.to_dict() for s in stack.stages],
     }
+    if stack.commit_status is not None:
+        settings["commit_status"] = stack.commit_status.stored()
+    if stack.notifications:
+        settings["notifications"] = [n.stored() for n in stack.notifications]
     return len(json.dumps(settings, separators=(",", ":")))
 
 
@@ -431,7 +443,18 @@ def patch_stack(stack: Stack, body: Any, now: str) -> Stack:
     data = _object(body, "body")
     _reject_unknown(
         data,
-        {"version", "name", "repository", "branches", "tags", "template_path", "buildspec_path", "execution_mode"},
+        {
+            "version",
+            "name",
+            "repository",
+            "branches",
+            "tags",
+            "template_path",
+            "buildspec_path",
+            "execution_mode",
+            "commit_status",
+            "notifications",
+        },
     )
     _check_version(stack, data, required=True)
     changes: dict[str, Any] = {}
@@ -449,6 +472,11 @@ def patch_stack(stack: Stack, body: Any, now: str) -> Stack:
         changes["template_path"] = _relative_path(data["template_path"], "template_path")
     if "buildspec_path" in data:
         changes["buildspec_path"] = _relative_path(data["buildspec_path"], "buildspec_path")
+    if "commit_status" in data:
+        provider = changes["repository"].provider if "repository" in changes else stack.repository.provider
+        changes["commit_status"] = parse_commit_status(data["commit_status"], provider, stack.commit_status)
+    if "notifications" in data:
+        changes["notifications"] = parse_notifications(data["notifications"], stack.notifications)
     return _touch(stack, now, **changes)
 
 

@@ -192,6 +192,8 @@ class ControlPlane:
         server = local_server(app, config, self.host, self.port, server_cls=_listening_http_server_class(api_listener))
         self.port = server.server.server_address[1]
         server.port = self.port  # chalice prints "Serving on" with it (port 0 asked for any free port)
+        os.environ.setdefault("STAGECOACH_PUBLIC_URL", self.url)  # commit statuses and messages link here
+        bootstrap.reset()
         thread = threading.Thread(target=server.serve_forever, name="chalice-http", daemon=True)
         thread.start()
 
@@ -255,12 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the local control plane until SIGINT or SIGTERM; 1 (one line on stderr) if it cannot start."""
     args = parse_arguments(argv)
     phase = "starting"
-    stop = threading.Event()
+    # A plain flag, not a threading.Event: a handler runs in the main thread between any two bytecodes, also
+    # while it holds an Event's lock (in Event.wait, or in the set() of a signal just before), and would
+    # then wait for that lock for ever.
+    stop_requested = False
 
     first_signal_at: float | None = None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal phase, first_signal_at
+        nonlocal phase, first_signal_at, stop_requested
         now = time.monotonic()
         if first_signal_at is None:
             first_signal_at = now
@@ -268,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             phase = "stopping"
             raise StopRequested(signal.Signals(signum).name)
         if phase == "running":
-            stop.set()
+            phase = "stopping"
+            stop_requested = True
             return
         # While stopping: the same request again (`kill` of the process group reaches make, which sends
         # its own SIGTERM) is ignored; a new one later means "now": stop, whatever still runs.
@@ -289,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"AWS emulator:     {plane.aws_url}  (AWS_ENDPOINT_URL)", flush=True)
             print(f"State directory:  {plane.state_dir}  (make run RESET=1 starts empty)", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
-            while not stop.wait(0.5):
-                pass
+            while not stop_requested:
+                time.sleep(0.2)
         except StartupError as exc:
             phase = "stopping"  # a signal before this line raises StopRequested, caught below
             failure = exc

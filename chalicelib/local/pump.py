@@ -110,6 +110,14 @@ def execution_event(execution: dict[str, Any], region: str) -> dict[str, Any]:
     }
 
 
+def _reported_failure(answer: Any, message_id: str) -> bool:
+    """The handler answered with a partial batch response naming this message."""
+    if not isinstance(answer, dict):
+        return False
+    failures = answer.get("batchItemFailures") or []
+    return any(isinstance(f, dict) and f.get("itemIdentifier") == message_id for f in failures)
+
+
 class ExecutionWatcher:
     """Notices executions of the state machine that stopped running and reports each once."""
 
@@ -195,6 +203,9 @@ class EventPump:
                 eventbridge_event,
             ),
         ]
+        if resources.notifications_queue_url:
+            worker = app_module.deliver_notifications
+            routes.append(Route("deliver_notifications", resources.notifications_queue_url, worker, sqs_event))
         session = boto3.session.Session()
         watcher = ExecutionWatcher(
             session.client("stepfunctions"),
@@ -277,7 +288,9 @@ class EventPump:
             if group is not None and group in failed_groups:
                 continue  # FIFO: what follows a failed message of its group waits for its redelivery, as on AWS
             try:
-                route.handler(route.shape(message, arn), lambda_context(route.name))
+                answer = route.handler(route.shape(message, arn), lambda_context(route.name))
+                if _reported_failure(answer, message["MessageId"]):
+                    continue  # partial batch response: Lambda leaves the message for redelivery
             except Exception:
                 traceback.print_exc(file=sys.stderr)
                 if group is not None:

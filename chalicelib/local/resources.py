@@ -77,6 +77,8 @@ class LocalResources:
     artifact_bucket: str
     state_machine_arn: str
     stage_queue_url: str = ""
+    notifications_queue_url: str = ""
+    notifications_dlq_url: str = ""
 
     def environment(self) -> dict[str, str]:
         """The app's environment variables for these resources."""
@@ -87,6 +89,8 @@ class LocalResources:
             "STAGECOACH_LOCAL_EVENTS_QUEUE_URL": self.events_queue_url,
             "STAGECOACH_ARTIFACT_BUCKET": self.artifact_bucket,
             "STAGECOACH_BUILDER": "local",
+            "STAGECOACH_NOTIFICATIONS_QUEUE_URL": self.notifications_queue_url,
+            "STAGECOACH_NOTIFICATIONS_DLQ_URL": self.notifications_dlq_url,
         }
 
 
@@ -120,6 +124,15 @@ def ensure_resources(session: Any, prefix: str = "stagecoach") -> LocalResources
         QueueName=f"{prefix}-stages.fifo",
         Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
     )["QueueUrl"]
+    notifications_dlq_url = sqs.create_queue(
+        QueueName=f"{prefix}-notifications-dlq", Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=notifications_dlq_url, AttributeNames=["QueueArn"])["Attributes"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": 5})
+    notifications_queue_url = sqs.create_queue(
+        QueueName=f"{prefix}-notifications",
+        Attributes={"MessageRetentionPeriod": str(4 * 24 * 3600), "RedrivePolicy": redrive},
+    )["QueueUrl"]
     bucket = f"{prefix}-artifacts"
     s3 = session.client("s3")
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
@@ -149,4 +162,6 @@ def ensure_resources(session: Any, prefix: str = "stagecoach") -> LocalResources
         artifact_bucket=bucket,
         state_machine_arn=arn,
         stage_queue_url=stage_queue_url,
+        notifications_queue_url=notifications_queue_url,
+        notifications_dlq_url=notifications_dlq_url,
     )

@@ -6,9 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain import lanes
+from ..domain import notifications as notify
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from ..domain.releases import Release, is_release_id
-from .ports import ApprovalRecords, LaneChange, LaneStore, ReleaseRepository, TaskCallbacks
+from .audit import Auditor, audit
+from .notifications import emit
+from .ports import ApprovalRecords, EventPublisher, LaneChange, LaneStore, ReleaseRepository, TaskCallbacks
 
 MAX_COMMENT = 2000
 
@@ -42,7 +45,11 @@ class ApprovalService:
         callbacks: TaskCallbacks,
         clock: Callable[[], str],
         lanes_store: LaneStore,
+        events: EventPublisher | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
+        self._events = events
+        self._auditor = auditor
         self._releases = releases
         self._approvals = approvals
         self._callbacks = callbacks
@@ -69,6 +76,11 @@ class ApprovalService:
         self._approvals.record_decision(release_id, stage, token, decision)
         if approve:
             self._mark_deploying(release, stage)
+            at = str(decision["at"])
+            emit(self._events, [notify.stage_event(release.stack_id, release.id, stage, "DEPLOYING", at, {})])
+        target = f"release/{release_id}/stage/{stage}"
+        action = "stage.approve" if approve else "stage.reject"
+        audit(self._auditor, actor, action, target, release.stack_id, comment=comment or None)
         return {"release_id": release_id, "stage": stage, **decision}
 
     def _mark_deploying(self, release: Release, stage: str) -> None:

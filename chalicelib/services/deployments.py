@@ -11,11 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain import lanes
+from ..domain import notifications as notify
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from ..domain.releases import DEPLOYMENT_TRIGGERS, PipelineConfig, Release, is_release_id, new_deployment
 from ..domain.stacks import Stack, is_stack_id
 from ..domain.text import TEXT, matches
-from .ports import Executions, LaneChange, LaneStore, Metrics, ReleaseRepository, StackRepository
+from .audit import Auditor, audit
+from .notifications import emit
+from .ports import EventPublisher, Executions, LaneChange, LaneStore, Metrics, ReleaseRepository, StackRepository
 
 MAX_REASON = 2000
 ATTEMPTS = 5
@@ -57,6 +60,8 @@ class DeploymentService:
         clock: Callable[[], str],
         new_id: Callable[[], str],
         metrics: Metrics,
+        events: EventPublisher | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._stacks = stacks
         self._releases = releases
@@ -66,6 +71,8 @@ class DeploymentService:
         self._clock = clock
         self._new_id = new_id
         self._metrics = metrics
+        self._events = events
+        self._auditor = auditor
 
     # ------------------------------------------------------------------ promote / redeploy
 
@@ -124,6 +131,7 @@ class DeploymentService:
             except ConflictError:
                 continue
             self._metrics.count("StageUnpinned")
+            audit(self._auditor, actor, "stage.unpin", f"stack/{stack.id}/stage/{stage}", stack.id)
             return {"stack_id": stack.id, "stage": stage, "pin": None, "unpinned_by": actor}
         raise ConflictError(f"stage {stage!r} kept changing; try again")
 
@@ -180,7 +188,19 @@ class DeploymentService:
             self._executions.start(release.execution_name, release.input_json)
         except Exception:  # stays PENDING; the sweeper starts it
             self._metrics.count("ExecutionStartFailed")
+        else:
+            emit(self._events, [notify.release_started(release.stack_id, release.id, self._clock())])
         self._metrics.count(f"Release{trigger.title()}")
+        action = {"promote": "stage.promote", "redeploy": "stage.redeploy", "rollback": "stage.rollback"}[trigger]
+        audit(
+            self._auditor,
+            actor,
+            action,
+            f"stack/{stack.id}/stage/{stage}",
+            stack.id,
+            release_id=release.id,
+            source_release_id=source.id,
+        )
         return {
             "release_id": release.id,
             "status": release.status,

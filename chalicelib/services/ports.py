@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from ..domain.builds import BuildRequest, SourceCredentials
 from ..domain.deploys import ChangeSetSnapshot, StackSnapshot
 from ..domain.lanes import Lane
+from ..domain.notifications import Event, OutboundRequest
 from ..domain.releases import Release
 from ..domain.stacks import Stack
 
@@ -136,6 +137,9 @@ class ReleaseRepository(Protocol):
 
     def stage_run(self, release_id: str, stage: str) -> Any | None:
         """One stage run, or None."""
+
+    def stage_runs(self, release_ids: Sequence[str], stage: str) -> dict[str, Any]:
+        """The runs of one stage of many releases, by release id (eventually consistent; absent: no run)."""
 
 
 class Executions(Protocol):
@@ -272,3 +276,139 @@ class Metrics(Protocol):
 
     def count(self, name: str, value: int = 1) -> None:
         """Add ``value`` to the counter ``name`` for this invocation."""
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """How a target answered one request: ``status`` None when it did not answer (timeout, refused)."""
+
+    status: int | None
+    retry_after: str | None = None
+    error: str | None = None
+    duration_ms: int = 0
+    body: str = ""  # the start of the answer (a provider's error message)
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One attempt to deliver one event to one target (kept a while, shown by ``GET /stacks/{id}/notifications``)."""
+
+    stack_id: str
+    delivery_id: str
+    event_id: str
+    event: str
+    release_id: str
+    stage: str | None
+    target: str
+    target_type: str
+    attempt: int
+    outcome: str  # delivered | retrying | failed | skipped
+    at: str
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int = 0
+    next_attempt_in_seconds: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "at": self.at,
+            "delivery_id": self.delivery_id,
+            "event_id": self.event_id,
+            "event": self.event,
+            "release_id": self.release_id,
+            "stage": self.stage,
+            "target": self.target,
+            "target_type": self.target_type,
+            "attempt": self.attempt,
+            "outcome": self.outcome,
+            "status_code": self.status_code,
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+            "next_attempt_in_seconds": self.next_attempt_in_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One mutation: who did what to what (never updated or deleted by the API)."""
+
+    at: str
+    actor: str
+    action: str
+    target: str
+    stack_id: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "stack_id": self.stack_id,
+            "detail": self.detail,
+        }
+
+
+class EventPublisher(Protocol):
+    """Where release and stage events go once their transition is recorded (the notifications queue)."""
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Enqueue the events (best effort: the caller logs a failure, a release never waits on it)."""
+
+
+class NotificationQueue(Protocol):
+    """The notifications queue as the worker uses it: delayed retries and the dead-letter queue."""
+
+    def retry(self, message: dict[str, Any], delay_seconds: int) -> None:
+        """Enqueue ``message`` again, visible after ``delay_seconds`` (≤ 900)."""
+
+    def dead_letter(self, message: dict[str, Any]) -> None:
+        """Give up on ``message``: put it in the dead-letter queue."""
+
+
+class NotificationSecrets(Protocol):
+    """Commit-status tokens and webhook secrets of a stack, kept in the secret store only."""
+
+    def read(self, stack_id: str) -> dict[str, Any]:
+        """``{"commit_status_token": str|None, "webhooks": {target key: secret}}`` (empty if none)."""
+
+    def write(self, stack_id: str, document: dict[str, Any]) -> None:
+        """Replace the stack's document (deletes the secret when it holds nothing)."""
+
+    def delete(self, stack_id: str) -> None:
+        """Forget the stack's tokens and secrets."""
+
+
+class HttpSender(Protocol):
+    """Outbound HTTP with short timeouts."""
+
+    def send(self, request: OutboundRequest) -> HttpResult:
+        """Send ``request``; never raises for a network failure (``status`` None, ``error`` set)."""
+
+
+class DeliveryLog(Protocol):
+    """Recent delivery attempts per stack."""
+
+    def record(self, attempt: DeliveryAttempt) -> None:
+        """Keep one attempt (expires after a while)."""
+
+    def recent(self, stack_id: str, limit: int, next_token: str | None) -> Page:
+        """The stack's attempts, newest first."""
+
+
+class AuditLog(Protocol):
+    """The audit trail: append-only."""
+
+    def append(self, entry: AuditEntry) -> None:
+        """Add an entry."""
+
+    def for_stack(self, stack_id: str, limit: int, next_token: str | None) -> Page:
+        """A stack's entries (also after it was deleted), newest first."""
+
+    def everything(self, limit: int, next_token: str | None) -> Page:
+        """Every entry, newest first."""

@@ -16,9 +16,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..domain import notifications as notify
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from ..domain.releases import EXECUTION_END, Release, is_release_id
-from .ports import Executions, ExecutionState, Metrics, ReleaseRepository
+from .audit import Auditor, audit
+from .notifications import emit
+from .ports import EventPublisher, Executions, ExecutionState, Metrics, ReleaseRepository
 from .releases import ReleaseStarter
 from .stages import StageCoordinator
 
@@ -59,7 +62,11 @@ class Reconciler:
         starter: ReleaseStarter,
         clock: Callable[[], str],
         metrics: Metrics,
+        events: EventPublisher | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
+        self._events = events
+        self._auditor = auditor
         self._releases = releases
         self._executions = executions
         self._coordinator = coordinator
@@ -121,6 +128,8 @@ class Reconciler:
 
     def _free(self, release: Release) -> str:
         if self._coordinator.release_ended(release, list(release.stages)):
+            if not self._ended(release):  # not settled: the sweeper reconciles (and publishes) it again
+                return f"{release.status}: stages freed; its end is not published yet"
             self._releases.settle(release.id)
             return f"{release.status}: stages freed"
         return f"{release.status}: a stage is still draining"
@@ -152,7 +161,8 @@ class Reconciler:
         cause = f"cancelled by {actor}" + (f": {reason}" if reason else "")
         fields = {"cancelled_by": actor, "error": "Cancelled", "cause": cause, "ended_at": self._clock()}
         if release.status == "PENDING" and self._releases.end(release.id, "CANCELLED", fields):
-            self._releases.settle(release.id)
+            self._ended(self._releases.get(release.id) or release)
+            self._releases.settle(release.id)  # (never executed: nothing would reconcile it again)
         else:
             self._executions.stop(release.execution_arn, "Cancelled", cause)
             self._releases.end(release.id, "CANCELLED", fields)
@@ -161,7 +171,21 @@ class Reconciler:
         ended = self._releases.get(release.id) or release
         if ended.status != "CANCELLED":
             raise ConflictError(f"release {release_id} ended {ended.status} before it could be cancelled")
+        audit(self._auditor, actor, "release.cancel", f"release/{release.id}", release.stack_id, reason=reason or None)
         return _cancelled(ended)
+
+    def _ended(self, release: Release) -> bool:
+        """Tell the notification targets that the release ended: once it is settled (its execution ended
+        and it holds no stage), whoever ended it (the state machine, the coordinator, a cancel)."""
+        fields = {
+            "error": release.error,
+            "cause": release.cause,
+            "superseded_by": release.superseded_by,
+            "cancelled_by": release.cancelled_by,
+            "failed_stage": release.failed_stage,
+        }
+        at = release.ended_at or self._clock()
+        return emit(self._events, [notify.release_ended(release.stack_id, release.id, release.status, at, fields)])
 
 
 def _cancelled(release: Release) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ..domain import notifications as notify
 from ..domain import webhooks
 from ..domain.clock import iso, parse_iso
 from ..domain.errors import NotFoundError, UnauthorizedError, ValidationError
@@ -22,7 +23,9 @@ from ..domain.releases import (
     push_key,
 )
 from ..domain.stacks import Stack, is_stack_id
-from .ports import Executions, Metrics, ReleaseRepository, SecretStore, StackRepository
+from .audit import Auditor, audit
+from .notifications import emit
+from .ports import EventPublisher, Executions, Metrics, ReleaseRepository, SecretStore, StackRepository
 
 log = logging.getLogger(__name__)
 SWEEP_AGE = timedelta(minutes=1)
@@ -49,6 +52,8 @@ class ReleaseStarter:
         clock: Callable[[], str],
         new_id: Callable[[], str],
         metrics: Metrics,
+        events: EventPublisher | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._stacks = stacks
         self._releases = releases
@@ -58,6 +63,8 @@ class ReleaseStarter:
         self._clock = clock
         self._new_id = new_id
         self._metrics = metrics
+        self._events = events
+        self._auditor = auditor
 
     # ------------------------------------------------------------------ webhooks
 
@@ -125,14 +132,18 @@ class ReleaseStarter:
 
     # ------------------------------------------------------------------ manual
 
-    def start_manual(self, stack_id: str, body: Any, idempotency_key: str | None) -> Outcome:
+    def start_manual(self, stack_id: str, body: Any, idempotency_key: str | None, actor: str = "") -> Outcome:
         """``POST /stacks/{id}/releases``: a release of a ref or sha through the same path."""
         ref, sha = manual_ref(body)
         if idempotency_key is not None and not is_idempotency_key(idempotency_key):
             raise ValidationError(f"must be 1 to {MAX_KEY_CHARS} visible ASCII characters", "Idempotency-Key")
         stack = self._stack(stack_id)
         keys = [delivery_key("manual", f"{stack_id}#{stack.uid}#{idempotency_key}")] if idempotency_key else []
-        return self._create_and_start(stack, keys, ref=ref, sha=sha)
+        outcome = self._create_and_start(stack, keys, ref=ref, sha=sha)
+        if outcome.status == 202:  # a new release (a replayed Idempotency-Key changes nothing)
+            target = f"release/{outcome.body.get('release_id')}"
+            audit(self._auditor, actor, "release.start", target, stack.id, ref=ref or None, sha=sha or None)
+        return outcome
 
     # ------------------------------------------------------------------ shared path
 
@@ -164,6 +175,8 @@ class ReleaseStarter:
         except Exception:
             self._metrics.count("ExecutionStartFailed")
             log.exception("StartExecution failed; release %s stays PENDING for the sweeper", release.id)
+        else:
+            emit(self._events, [notify.release_started(release.stack_id, release.id, self._clock())])
         return _summary(release)
 
     def resume(self, release: Release) -> str:

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..domain import lanes
 from ..domain import stacks as domain
 from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from ..domain.releases import STAGE_TERMINAL, Release, flat_outputs
 from ..domain.stacks import Stack
-from .ports import CloneCredentialStore, LaneStore, Page, ReleaseRepository, SecretStore, StackRepository, StageState
+from .ports import (
+    CloneCredentialStore,
+    LaneStore,
+    NotificationSecrets,
+    Page,
+    ReleaseRepository,
+    SecretStore,
+    StackRepository,
+    StageState,
+)
+
+if TYPE_CHECKING:
+    from .audit import Auditor
 
 MAX_PAGE = 100
 MAX_TOKEN_CHARS = 2048
@@ -68,6 +80,8 @@ def stack_view(stack: Stack, states: dict[str, StageState] | None = None) -> dic
         "buildspec_path": stack.buildspec_path,
         "stages": stages,
         "webhook": {"verified_at": stack.hook_verified_at, "urls": webhook_urls(stack.id)},
+        "commit_status": stack.commit_status.to_dict() if stack.commit_status else None,
+        "notifications": [t.to_dict() for t in stack.notifications],
         "created_at": stack.created_at,
         "updated_at": stack.updated_at,
         "version": stack.version,
@@ -105,6 +119,8 @@ class StackService:
         clock: Callable[[], str],
         new_id: Callable[[str], str],
         canceller: Callable[[], ReleaseCanceller] | None = None,
+        notification_secrets: NotificationSecrets | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._stacks = stacks
         self._secrets = secrets
@@ -114,6 +130,12 @@ class StackService:
         self._clock = clock
         self._new_id = new_id
         self._canceller = canceller
+        self._notification_secrets = notification_secrets
+        self._auditor = auditor
+
+    def _audit(self, actor: str, action: str, target: str, stack_id: str, **detail: Any) -> None:
+        if self._auditor is not None:
+            self._auditor.record(actor, action, target, stack_id, **detail)
 
     def load(self, stack_id: str) -> Stack:
         """The stack or NotFoundError."""
@@ -122,21 +144,46 @@ class StackService:
             raise NotFoundError(f"stack {stack_id!r} does not exist")
         return stack
 
-    def create(self, body: Any) -> dict[str, Any]:
-        """Validate and store a new stack, its webhook secret and clone credentials; the only response showing
-        the webhook secret (clone credentials are never shown)."""
+    def create(self, body: Any, actor: str = "") -> dict[str, Any]:
+        """Validate and store a new stack, its webhook secret, clone credentials, commit-status token and
+        webhook secrets; the only response showing the webhook secret (the others are never shown)."""
         stack = domain.parse_new_stack(body, self._clock(), uid=self._new_id("s"))
         self._stacks.create(stack)
         secret = None
         try:
             secret = self._secrets.create(stack.id)
             self._store_credentials(stack, None)
+            self._store_notification_secrets(stack, None)
         except Exception:
             self._stacks.delete(stack.id, expected_version=stack.version)
             if secret is not None:
                 self._secrets.delete(stack.id)
             raise
+        self._audit(actor, "stack.create", f"stack/{stack.id}", stack.id, stages=[s.name for s in stack.stages])
         return _with_secret(stack_view(stack), secret)
+
+    def _store_notification_secrets(self, stack: Stack, previous: Stack | None) -> None:
+        """Keep the commit-status token and webhook secrets the stack now has (*** keeps a stored one)."""
+        store = self._notification_secrets
+        if store is None:
+            return
+        if previous is None and stack.commit_status is None and not stack.notifications:
+            return
+        if previous is not None and (
+            stack.commit_status is previous.commit_status and stack.notifications is previous.notifications
+        ):
+            return
+        stored = store.read(stack.id) if previous is not None else {}
+        token = None
+        if stack.commit_status is not None:
+            token = stack.commit_status.token or stored.get("commit_status_token")
+        kept: dict[str, str] = stored.get("webhooks") or {}
+        webhooks = {
+            t.key: secret
+            for t in stack.notifications
+            if t.type == "webhook" and (secret := t.secret or kept.get(t.key))
+        }
+        store.write(stack.id, {"commit_status_token": token, "webhooks": webhooks})
 
     def _store_credentials(self, stack: Stack, previous: domain.Repository | None) -> None:
         """Store the credentials the request gave; forget stored ones the new URL no longer stands for."""
@@ -146,10 +193,13 @@ class StackService:
         elif previous is not None and previous.has_stored_credentials and not repository.has_stored_credentials:
             self._credentials.delete(stack.id)
 
-    def rotate_webhook_secret(self, stack_id: str, grace_seconds: int = ROTATION_GRACE_SECONDS) -> dict[str, Any]:
+    def rotate_webhook_secret(
+        self, stack_id: str, grace_seconds: int = ROTATION_GRACE_SECONDS, actor: str = ""
+    ) -> dict[str, Any]:
         """A new webhook secret, shown once; the previous one verifies for ``grace_seconds``."""
         stack = self.load(stack_id)
         secret = self._secrets.rotate(stack.id, grace_seconds)
+        self._audit(actor, "webhook.rotate", f"stack/{stack.id}", stack.id)
         return {
             "stack_id": stack.id,
             "secret": secret,
@@ -168,32 +218,45 @@ class StackService:
         states = self._lanes.states_of(page.items) if page.items else {}
         return {"stacks": [stack_view(s, states.get(s.id)) for s in page.items], "next_token": page.next_token}
 
-    def _change(self, stack_id: str, change: Callable[[Stack], Stack]) -> dict[str, Any]:
+    def _change(
+        self, stack_id: str, change: Callable[[Stack], Stack], audit: tuple[str, str, str, dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         stack = self.load(stack_id)
         changed = change(stack)
         self._stacks.save(changed, expected_version=stack.version)
         if changed.repository is not stack.repository:
             self._store_credentials(changed, stack.repository)
+        self._store_notification_secrets(changed, stack)
+        if audit is not None:
+            actor, action, target, detail = audit
+            self._audit(actor, action, target, stack.id, version=changed.version, **detail)
         return self.show(stack_id)
 
-    def patch(self, stack_id: str, body: Any) -> dict[str, Any]:
+    def patch(self, stack_id: str, body: Any, actor: str = "") -> dict[str, Any]:
         """Change stack settings (optimistic on ``version``)."""
-        return self._change(stack_id, lambda s: domain.patch_stack(s, body, self._clock()))
+        fields = sorted(k for k in body if k != "version") if isinstance(body, dict) else []
+        audit = (actor, "stack.update", f"stack/{stack_id}", {"fields": fields})
+        return self._change(stack_id, lambda s: domain.patch_stack(s, body, self._clock()), audit)
 
-    def add_stage(self, stack_id: str, body: Any) -> dict[str, Any]:
+    def add_stage(self, stack_id: str, body: Any, actor: str = "") -> dict[str, Any]:
         """Insert a stage."""
-        return self._change(stack_id, lambda s: domain.add_stage(s, body, self._clock()))
+        name = body.get("name") if isinstance(body, dict) else None
+        audit: tuple[str, str, str, dict[str, Any]] = (actor, "stage.create", f"stack/{stack_id}/stage/{name}", {})
+        return self._change(stack_id, lambda s: domain.add_stage(s, body, self._clock()), audit)
 
-    def update_stage(self, stack_id: str, name: str, body: Any) -> dict[str, Any]:
+    def update_stage(self, stack_id: str, name: str, body: Any, actor: str = "") -> dict[str, Any]:
         """Change or move a stage."""
-        return self._change(stack_id, lambda s: domain.update_stage(s, name, body, self._clock()))
+        fields = sorted(k for k in body if k != "version") if isinstance(body, dict) else []
+        audit = (actor, "stage.update", f"stack/{stack_id}/stage/{name}", {"fields": fields})
+        return self._change(stack_id, lambda s: domain.update_stage(s, name, body, self._clock()), audit)
 
     def remove_stage(self, stack_id: str, name: str, body: Any, force: bool = False, actor: str = "") -> dict[str, Any]:
         """Remove a stage (never the last one); releases still to deploy it block it unless ``force``."""
         stack = self.load(stack_id)
         domain.remove_stage(stack, name, body, self._clock())  # validate before cancelling anything
         self._clear_way(stack, force, actor, f"remove stage {name!r} of", stage=name)
-        return self._change(stack_id, lambda s: domain.remove_stage(s, name, body, self._clock()))
+        audit = (actor, "stage.delete", f"stack/{stack_id}/stage/{name}", {"force": force or None})
+        return self._change(stack_id, lambda s: domain.remove_stage(s, name, body, self._clock()), audit)
 
     def delete(self, stack_id: str, force: bool = False, actor: str = "") -> None:
         """Delete a stack; releases in flight block it unless ``force``, which cancels them first."""
@@ -203,6 +266,9 @@ class StackService:
         self._secrets.delete(stack_id)
         if stack.repository.has_stored_credentials:
             self._credentials.delete(stack_id)
+        if self._notification_secrets is not None and (stack.commit_status or stack.notifications):
+            self._notification_secrets.delete(stack_id)
+        self._audit(actor, "stack.delete", f"stack/{stack_id}", stack_id, force=force or None)
 
     def _clear_way(self, stack: Stack, force: bool, actor: str, what: str, stage: str | None = None) -> None:
         """Releases in flight (for ``stage``: that still have it to deploy) → 409, or cancelled with ``force``."""

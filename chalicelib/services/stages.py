@@ -25,13 +25,16 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain import deploys, lanes
+from ..domain import notifications as notify
 from ..domain.clock import iso, parse_iso
 from ..domain.errors import BadRequestError, ConflictError
 from ..domain.lanes import Contender, Deployed, Lane, Step, Target
 from ..domain.releases import DEPLOYMENT_TRIGGERS, STAGE_TERMINAL, Release
 from ..domain.stacks import Stack
+from .notifications import emit
 from .ports import (
     CloudFormation,
+    EventPublisher,
     LaneChange,
     LaneStore,
     Metrics,
@@ -114,7 +117,9 @@ class StageCoordinator:
         callbacks: TaskCallbacks,
         clock: Callable[[], str],
         metrics: Metrics,
+        events: EventPublisher | None = None,
     ) -> None:
+        self._events = events
         self._lanes = lanes_store
         self._releases = releases
         self._stacks = stacks
@@ -286,6 +291,10 @@ class StageCoordinator:
         """A leave for a stage the release no longer holds (a redelivered message): answer as recorded."""
         run = self._releases.stage_run(release.id, m.stage)
         status = getattr(run, "status", None)
+        if status in notify.STAGE_EVENTS:  # the first handling may have died before publishing: again, same id
+            fields = {k: getattr(run, k, None) for k in ("cause", "error", "superseded_by")}
+            at = str(getattr(run, "ended_at", None) or self._clock())
+            emit(self._events, [notify.stage_event(release.stack_id, release.id, m.stage, str(status), at, fields)])
         if status == "SUCCEEDED":
             self._callbacks.succeed(m.token, {"status": status})
         else:
@@ -536,23 +545,26 @@ class StageCoordinator:
             ending = {"failed_stage": stage, "cause": cause, "ended_at": now}
             effects.ends.append((contender.release_id, "HELD", ending))
             effects.fail.append((contender.token, "Held", cause))
+        merged = _merge_runs(runs)
         if lane != previous or runs:
             self._lanes.commit(
                 LaneChange(
                     stack_uid=stack.uid,
                     lane=lane,
-                    runs=tuple(_merge_runs(runs)),
+                    runs=tuple(merged),
                     last_outcome=last_outcome,
                     outputs=outputs,
                     now=now,
                 )
             )
-        self._effects(effects, lane)
+        self._effects(effects, lane, stage_events(stack.id, merged, now))
 
-    def _effects(self, effects: _Effects, lane: Lane) -> None:
+    def _effects(self, effects: _Effects, lane: Lane, events: list[notify.Event] | None = None) -> None:
+        events = list(events or [])
         for release_id, status, fields in effects.ends:
-            self._releases.end(release_id, status, fields)
+            self._releases.end(release_id, status, fields)  # the reconciler publishes release.ended once settled
             self._metrics.count(f"Release{status.title()}")
+        emit(self._events, events)
         for token, output in effects.succeed:
             self._callbacks.succeed(token, output)
         for token, error, cause in effects.fail:
@@ -578,6 +590,15 @@ class StageCoordinator:
             log.warning("could not delete change set %s of %s", target.change_set_name, target.cfn_stack_name)
         if not keep_stack and self._cfn.stack(target.cfn_stack_name).status == "REVIEW_IN_PROGRESS":
             self._cfn.delete_stack(target.cfn_stack_name, target.role_arn)
+
+
+def stage_events(stack_id: str, runs: list[RunUpdate], now: str) -> list[notify.Event]:
+    """The notification events of the stage runs a commit wrote (those whose status changed)."""
+    return [
+        notify.stage_event(stack_id, run.release_id, run.stage, str(run.fields["status"]), now, run.fields)
+        for run in runs
+        if run.fields.get("status") in notify.STAGE_EVENTS
+    ]
 
 
 def _merge_runs(runs: list[RunUpdate]) -> list[RunUpdate]:

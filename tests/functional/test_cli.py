@@ -518,3 +518,59 @@ def test_cancel_mode_and_forced_delete(plane: Any) -> None:
     assert code == 1 and "404 NotFound" in one_line(err)
     assert cli(plane, "stacks", "delete", "cancelled", "--force")[0] == 0
     assert cli(plane, "stacks", "show", "cancelled")[0] == 1
+
+
+def test_notifications_and_audit(plane: Any) -> None:
+    assert cli(plane, *create_args("notes"))[0] == 0
+    code, out, err = cli(
+        plane,
+        "notifications",
+        "commit-status",
+        "notes",
+        "--token",
+        "-",
+        "--api-url",
+        "http://127.0.0.1:9/api",
+        stdin="ghp_from_stdin\n",
+    )
+    assert code == 0, err
+    assert out.splitlines()[0] == "commit statuses: github at http://127.0.0.1:9/api (token ***)"
+    hook = "https://ci.example.com/hook"
+    code, out, err = cli(
+        plane,
+        "notifications",
+        "add",
+        "notes",
+        "webhook",
+        hook,
+        "--secret",
+        "-",
+        "--event",
+        "release.ended",
+        stdin="0123456789abcdef01\n",
+    )
+    assert code == 0, err
+    assert f"webhook: {hook} (release.ended)" in out
+    code, out, err = cli(plane, "notifications", "add", "notes", "slack", "https://hooks.slack.com/services/T/B/X")
+    assert code == 0, err
+    stack = api(plane).get("/stacks/notes")
+    assert [t["type"] for t in stack["notifications"]] == ["webhook", "slack"]
+    assert stack["notifications"][0]["secret"] == "***"  # kept through the second PATCH
+    assert "ghp_from_stdin" not in json.dumps(stack) and "0123456789abcdef01" not in json.dumps(stack)
+    code, out, err = cli(plane, "notifications", "list", "notes")
+    assert code == 0, err
+    assert "no deliveries" in out and "slack: https://hooks.slack.com/services/T/B/X" in out
+    assert cli(plane, "notifications", "remove", "notes", hook)[0] == 0
+    code, _, err = cli(plane, "notifications", "remove", "notes", hook)
+    assert code == 1 and "no notification target" in err
+    code, _, err = cli(plane, "notifications", "add", "notes", "webhook", hook)
+    assert code == 2 and "--secret" in err
+    assert cli(plane, "notifications", "commit-status", "notes", "--off")[0] == 0
+    code, out, err = cli(plane, "audit", "notes")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["AT", "(UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL"]
+    assert [line.split()[3] for line in lines[1:]] == ["stack.update"] * 5 + ["stack.create"]
+    code, out, err = cli(plane, "--json", "audit", "--limit", "2")
+    assert code == 0, err
+    assert len(json.loads(out)["entries"]) == 2

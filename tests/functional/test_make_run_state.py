@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,19 @@ def test_a_release_waiting_for_approval_resumes_where_it_stood_after_a_restart(
     assert "Stagecoach stopped." in second.stop()
 
 
+def all_stack_ids(url: str) -> set[str]:
+    """Every stack's id, following the listing's pages."""
+    ids: set[str] = set()
+    query = "?limit=100"
+    while True:
+        status, page = http("GET", f"{url}/stacks{query}")
+        assert status == 200, page
+        ids |= {s["id"] for s in page["stacks"]}
+        if not page.get("next_token"):
+            return ids
+        query = "?limit=100&next_token=" + urllib.parse.quote(page["next_token"])
+
+
 def test_a_kill_9_in_the_middle_of_traffic_loses_nothing_acknowledged_and_reset_starts_empty(
     tmp_path: Path, runs: list[MakeRun]
 ) -> None:
@@ -246,8 +260,7 @@ def test_a_kill_9_in_the_middle_of_traffic_loses_nothing_acknowledged_and_reset_
     second = MakeRun(tmp_path / "second.log", f"STATE_DIR={state}")
     runs.append(second)
     second.ready()
-    listed = {s["id"] for s in http("GET", f"{second.url}/stacks")[1]["stacks"]}
-    assert set(acknowledged["stacks"]) <= listed
+    assert set(acknowledged["stacks"]) <= all_stack_ids(second.url)
     for release_id in acknowledged["releases"]:
         status, body = http("GET", f"{second.url}/releases/{release_id}")
         assert status == 200 and body["stack_id"] == "hello", body

@@ -2,8 +2,9 @@
 
 Deliveries to the seeded stack are signed (below), so fuzzed payloads reach the webhook parsers.
 
-JSON Schema cannot state three of the API's rules, which docs/openapi.yaml states in words: stage names
-are unique within a stack, a stack's settings are at most 65536 bytes of JSON, and ``next_token`` must be
+JSON Schema cannot state four of the API's rules, which docs/openapi.yaml states in words: stage names
+are unique within a stack, so are a stack's notification targets (type and URL), a stack's settings are
+at most 65536 bytes of JSON, and ``next_token`` must be
 one a listing returned. Data breaking only those rules is schema-valid yet rightly refused with a 400
 naming the rule; those refusals, and nothing else, are not counted as failures.
 """
@@ -24,6 +25,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 # The messages of the rules above (chalicelib/domain/stacks.py, chalicelib/adapters/pagination.py).
 INEXPRESSIBLE_RULES = (
     "duplicate stage name",
+    "the same type and URL twice",
     "the stack's settings are",
     "next_token: is not a token this API returned",
     "next_token: is a token of another listing",

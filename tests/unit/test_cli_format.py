@@ -677,3 +677,58 @@ def test_releases_table_shows_who_superseded_or_cancelled() -> None:
     ]
     text = fmt.releases_table(rows)
     assert "SUPERSEDED by r03Z" in text and "CANCELLED by alice" in text
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def metrics_document(**changes: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "stack_id": "hello",
+        "stage": "prod",
+        "window": {"start": "2026-10-31T12:00:00.000Z", "end": "2026-11-30T12:00:00.000Z", "days": 30},
+        "deployment_frequency": {
+            "deployments": 21,
+            "per_day": 0.7,
+            "per_week": 4.9,
+            "days_with_deployments": 14,
+            "bucket": "daily",
+            "level": "elite",
+        },
+        "lead_time": {"median_seconds": 5400.0, "samples": 21, "level": "elite"},
+        "change_failure_rate": {"rate": 0.0909, "failed": 2, "deployments": 22, "level": "elite"},
+        "time_to_restore": {"median_seconds": 3 * 86400.0, "samples": 2, "failing_now": True, "level": "medium"},
+        "daily": [],
+        "releases_read": 24,
+        "truncated": True,
+    }
+    document.update(changes)
+    return document
+
+
+def test_metrics_table_has_a_line_per_key_with_its_level() -> None:
+    lines = fmt.metrics_table(metrics_document()).splitlines()
+    assert lines[0] == "hello / prod: last 30 days (to 2026-11-30 12:00:00 UTC)"
+    assert lines[2].split() == ["METRIC", "VALUE", "FROM", "LEVEL"]
+    assert "4.9/week" in lines[3] and "21 deploys, 14 days (daily)" in lines[3] and lines[3].endswith("elite")
+    assert "1h30m" in lines[4]
+    assert "9%" in lines[5] and "2 of 22 changes" in lines[5]
+    assert "3.0d" in lines[6] and "failing now" in lines[6] and lines[6].endswith("medium")
+    assert lines[-1] == "24 releases read (older ones left out)"
+
+
+def test_metrics_table_shows_blanks_without_data() -> None:
+    empty = metrics_document(
+        lead_time={"median_seconds": None, "samples": 0, "level": None},
+        change_failure_rate={"rate": None, "failed": 0, "deployments": 0, "level": None},
+    )
+    lines = fmt.metrics_table(empty).splitlines()
+    assert lines[4].split()[-1] == "-"
+    assert lines[5].split()[3:5] == ["-", "0"]
+
+
+def test_the_metrics_command_takes_a_stage_and_days() -> None:
+    args = build_parser().parse_args(["metrics", "hello", "--stage", "test", "--days", "7"])
+    assert (args.stack, args.stage, args.days) == ("hello", "test", 7)
+    defaults = build_parser().parse_args(["metrics", "hello"])
+    assert (defaults.stage, defaults.days) == (None, None)

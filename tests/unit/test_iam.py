@@ -51,11 +51,15 @@ STAGE_STACKS = {
 COORDINATOR = LANES | STAGE_STACKS | CALLBACKS
 # Reconciler: the coordinator's release_ended, plus Describe/StopExecution and StartExecution (resume).
 RECONCILER = COORDINATOR | {"states:DescribeExecution", "states:StopExecution", "states:StartExecution"}
+# Whoever records a release or stage transition enqueues its notification event (SendMessageBatch).
+PUBLISH = {"sqs:SendMessage"}
 # What each Lambda may do, exactly (deploy/policies/*.json).
 FUNCTION_ACTIONS = {
     "ApiHandlerRole": LOGS
     | RECONCILER  # cancel, and ?force=true on stack and stage deletion, go through the reconciler
+    | PUBLISH
     | {
+        "dynamodb:BatchGetItem",  # GET /stacks/{id}/metrics reads one stage's runs of many releases
         "dynamodb:BatchWriteItem",
         "dynamodb:DeleteItem",
         "dynamodb:PutItem",
@@ -80,10 +84,27 @@ FUNCTION_ACTIONS = {
         "sqs:GetQueueAttributes",
     },
     "BuildStateChangedRole": LOGS | CALLBACKS | {"dynamodb:GetItem", "dynamodb:UpdateItem"},
-    "SweepPendingReleasesRole": LOGS | RECONCILER,
-    "ExecutionStatusChangedRole": LOGS | RECONCILER,
-    "CoordinateStagesRole": LOGS | COORDINATOR | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+    "SweepPendingReleasesRole": LOGS | RECONCILER | PUBLISH,
+    "ExecutionStatusChangedRole": LOGS | RECONCILER | PUBLISH,
+    "CoordinateStagesRole": LOGS
+    | COORDINATOR
+    | PUBLISH
+    | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+    # The notification worker reads the stack and release, records attempts, reads the stack's tokens
+    # and secrets, re-sends a failing delivery (a retry) and gives up into the dead-letter queue.
+    "DeliverNotificationsRole": LOGS
+    | PUBLISH
+    | {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "secretsmanager:GetSecretValue",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    },
 }
+# Where each role may send messages: the notifications queue; the worker also its dead-letter queue.
+SEND_QUEUES = {"DeliverNotificationsRole": {"NotificationQueue", "NotificationDeadLetterQueue"}}
 # What each Lambda may Query: the API reads the table and both indexes, the others only gsi2.
 QUERY_RESOURCES = {"ApiHandlerRole": [TABLE, INDEXES]}
 
@@ -279,6 +300,11 @@ def test_function_roles_touch_only_stagecoach_resources(cfn: dict[str, Any], rol
             "cloudformation": {"StackNamePrefix"},
             "iam": set(),
         }.get(service)
+        if action == "sqs:SendMessage":
+            for resource in resources:
+                assert checks.references([resource]) <= SEND_QUEUES.get(role, {"NotificationQueue"}), role
+            assert checks.references(resources) == SEND_QUEUES.get(role, {"NotificationQueue"}), role
+            continue
         if service == "sqs":
             expected = {_consumed_queue(cfn, role)}
         if action.startswith("logs:"):
@@ -319,11 +345,11 @@ def _consumed_queue(cfn: dict[str, Any], role: str) -> str:
     return queues[0]
 
 
-@pytest.mark.parametrize("role", ["BuildWorkerRole", "CoordinateStagesRole"])
+@pytest.mark.parametrize("role", ["BuildWorkerRole", "CoordinateStagesRole", "DeliverNotificationsRole"])
 def test_queue_consumers_receive_from_their_own_queue(cfn: dict[str, Any], role: str) -> None:
     """Exactly what the Lambda SQS poller needs, on the queue it polls (the GetAtt also orders creation)."""
     allowed = checks.allowed_actions(checks.role_policy_documents(cfn, role))
-    sqs = {action: resources for action, resources in allowed.items() if action.startswith("sqs:")}
+    sqs = {a: r for a, r in allowed.items() if a.startswith("sqs:") and a not in PUBLISH}
     assert set(sqs) == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
     queue = _consumed_queue(cfn, role)
     for resources in sqs.values():
@@ -369,6 +395,26 @@ def test_clone_credentials_policies_match_the_clone_secret_prefix(cfn: dict[str,
     assert {"Ref": "CloneCredentialsReadPolicy"} in attached["BuildWorkerRole"]
     assert {"Ref": "CloneCredentialsReadPolicy"} in attached["BuildProjectRole"], "CodeBuild reads sourceAuth secrets"
     assert not attached["BuildStateChangedRole"]
+
+
+def test_notification_secrets_policies_match_their_prefix(cfn: dict[str, Any]) -> None:
+    variables = cfn["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+    prefix = variables["STAGECOACH_NOTIFY_SECRET_PREFIX"]
+    assert prefix not in (variables["STAGECOACH_SECRET_PREFIX"], variables["STAGECOACH_CLONE_SECRET_PREFIX"])
+    for policy in ("NotificationSecretsPolicy", "NotificationSecretsReadPolicy"):
+        allowed = checks.allowed_actions([cfn["Resources"][policy]["Properties"]["PolicyDocument"]])
+        for action, resources in allowed.items():
+            assert action.startswith("secretsmanager:")
+            for resource in resources:
+                assert resource["Fn::Sub"].endswith(f":secret:{prefix}*")
+    read = checks.allowed_actions([cfn["Resources"]["NotificationSecretsReadPolicy"]["Properties"]["PolicyDocument"]])
+    assert set(read) == {"secretsmanager:GetSecretValue"}
+    attached = {
+        role: cfn["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
+        for role in ("ApiHandlerRole", "DeliverNotificationsRole")
+    }
+    assert {"Ref": "NotificationSecretsPolicy"} in attached["ApiHandlerRole"]
+    assert attached["DeliverNotificationsRole"] == [{"Ref": "NotificationSecretsReadPolicy"}]
 
 
 def test_each_function_has_its_own_role(cfn: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from app import app
-from chalicelib.domain import clone_urls, lanes, limits, releases, text
+from chalicelib.domain import clone_urls, lanes, limits, notifications, releases, text
 from chalicelib.domain import stacks as domain
 from chalicelib.http import API_BODY_LIMIT, OPENAPI_DOCUMENT, WEBHOOK_BODY_LIMIT
 from chalicelib.services.approvals import MAX_COMMENT
@@ -152,6 +152,8 @@ def anchored(pattern: str) -> set[str]:
         ("RoleArn", domain.ROLE_ARN),
         ("RelativePath", domain.RELATIVE_PATH),
         ("CloneUrl", clone_urls.CLONE_URL),
+        ("TargetUrl", notifications.TARGET_URL),
+        ("WriteOnlyToken", notifications.TOKEN),
     ],
 )
 def test_patterns_are_the_domains(spec: dict[str, Any], name: str, pattern: str) -> None:
@@ -234,6 +236,11 @@ def test_the_create_example_is_a_stack_the_domain_accepts(spec: dict[str, Any]) 
         ("RelativePath", "a/../b", False),
         ("RelativePath", "a/..b/c", True),
         ("RelativePath", "/abs", False),
+        ("TargetUrl", "https://hooks.slack.com/services/T/B/X", True),
+        ("TargetUrl", "http://127.0.0.1:8080/hook", True),
+        ("TargetUrl", "http://example.com/hook", False),
+        ("TargetUrl", "https://user:pw@example.com/hook", False),
+        ("TargetUrl", "https://example.com/a b", False),
     ],
 )
 def test_schemas_agree_with_the_domain_on_edge_values(spec: dict[str, Any], name: str, value: Any, valid: bool) -> None:
@@ -243,6 +250,7 @@ def test_schemas_agree_with_the_domain_on_edge_values(spec: dict[str, Any], name
         "NewCloneUrl": clone_urls.CLONE_URL,
         "CloneUrl": clone_urls.CLONE_URL,
         "RelativePath": domain.RELATIVE_PATH,
+        "TargetUrl": notifications.TARGET_URL,
     }[name]
     if name != "NewCloneUrl":
         assert text.matches(domain_pattern, value) is valid
@@ -265,3 +273,26 @@ def test_the_delivery_examples_are_pushes_the_parsers_read(
     delivery = parse_delivery(provider, event, media["examples"]["push"]["value"])
     assert delivery.kind == "push"
     assert [(p.ref, p.repository) for p in delivery.pushes] == [("refs/heads/main", "acme/hello")]
+
+
+def test_the_notification_and_audit_examples_are_valid(spec: dict[str, Any]) -> None:
+    for where, schema_name in (("/stacks/{stack_id}/notifications", "DeliveryPage"), ("/audit", "AuditPage")):
+        operation = spec["paths"][where]["get"]
+        example = operation["responses"]["200"]["content"]["application/json"]["example"]
+        validator(spec, schema(spec, schema_name)).validate(example)
+    patch = {
+        "version": 1,
+        "commit_status": {"token": "***"},
+        "notifications": [{"type": "webhook", "url": "https://x.example/h", "secret": "***"}],
+    }
+    validator(spec, schema(spec, "StackPatch")).validate(patch)
+    assert not validator(spec, schema(spec, "NewStack")).is_valid(
+        {"name": "x", "repository": {}, "stages": [], "commit_status": {"token": "***"}}
+    )
+    assert not validator(spec, schema(spec, "Notification")).is_valid(
+        {"type": "slack", "url": "https://x.example", "secret": "0123456789abcdef"}
+    )
+    assert not validator(spec, schema(spec, "Notification")).is_valid({"type": "webhook", "url": "https://x.example"})
+    assert not validator(spec, schema(spec, "CommitStatusSettings")).is_valid(
+        {"provider": "bitbucket-server", "token": "t"}
+    )

@@ -1,4 +1,5 @@
-"""Every route needs SigV4 (IAM authorizer) on AWS except /health and the signed webhooks."""
+"""Every route needs SigV4 (IAM authorizer) on AWS except /health, the signed webhooks and the dashboard's
+data-free pages and files (their scripts read the signed API)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ OPEN = (
     "/webhooks/github/{stack_id}",
     "/webhooks/gitlab/{stack_id}",
     "/webhooks/bitbucket/{stack_id}",
+    "/",
+    "/ui/stacks/{stack_id}",
+    "/ui/releases/{release_id}",
+    "/ui/assets/{name}",
 )
 
 

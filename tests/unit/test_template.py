@@ -22,11 +22,18 @@ FUNCTIONS = (
     "SweepPendingReleases",
     "CoordinateStages",
     "ExecutionStatusChanged",
+    "DeliverNotifications",
 )
 # Settings that only the embedded mode uses (chalicelib/settings.py reads them too).
 LOCAL_ONLY_SETTINGS = {"STAGECOACH_LOCAL_EVENTS_QUEUE_URL"}
 # Settings whose defaults are right on AWS (Lambda sets AWS_REGION itself).
-DEFAULTED_SETTINGS = {"STAGECOACH_BUILD_TIMEOUT_SECONDS", "STAGECOACH_DEPLOY_TIMEOUT_SECONDS"}
+DEFAULTED_SETTINGS = {
+    "STAGECOACH_BUILD_TIMEOUT_SECONDS",
+    "STAGECOACH_DEPLOY_TIMEOUT_SECONDS",
+    "STAGECOACH_NOTIFY_TIMEOUT_SECONDS",
+    "STAGECOACH_NOTIFY_RETRY_BASE_SECONDS",
+    "STAGECOACH_NOTIFY_GIVE_UP_SECONDS",
+}
 # Lambda's guidance for SQS event sources: a visibility timeout of at least 6 x the function timeout.
 VISIBILITY_FACTOR = 6
 # cfn-lint findings we accept, by rule id (none today: keep each with its reason).
@@ -205,7 +212,11 @@ def test_build_queue_is_the_one_chalice_listens_to(sam: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("queue", "function", "dead_letters"),
-    [("BuildQueue", "BuildWorker", "BuildDeadLetterQueue"), ("StageQueue", "CoordinateStages", "StageDeadLetterQueue")],
+    [
+        ("BuildQueue", "BuildWorker", "BuildDeadLetterQueue"),
+        ("StageQueue", "CoordinateStages", "StageDeadLetterQueue"),
+        ("NotificationQueue", "DeliverNotifications", "NotificationDeadLetterQueue"),
+    ],
 )
 def test_queues_have_a_dead_letter_queue_and_outlast_their_function(
     sam: dict[str, Any], queue: str, function: str, dead_letters: str
@@ -230,6 +241,34 @@ def test_stage_queue_is_the_fifo_queue_chalice_listens_to(sam: dict[str, Any]) -
     source = sam["Resources"]["CoordinateStages"]["Properties"]["Events"]["CoordinateStagesSqsEventSource"]
     assert source["Properties"]["Queue"]["Fn::Sub"].endswith(f":{queue['QueueName']}")
     assert source["Properties"]["BatchSize"] == 1
+
+
+def test_notification_queue_is_the_one_chalice_listens_to_with_partial_batch_failures(cfn: dict[str, Any]) -> None:
+    import app
+
+    queue = cfn["Resources"]["NotificationQueue"]["Properties"]
+    assert queue["QueueName"] == app.NOTIFICATION_QUEUE
+    assert "FifoQueue" not in queue  # a standard queue: per-target retries are delayed copies (DelaySeconds)
+    assert queue["MessageRetentionPeriod"] <= 4 * 24 * 3600
+    (mapping,) = [
+        r["Properties"]
+        for r in _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+        if r["Properties"]["FunctionName"] == {"Ref": "DeliverNotifications"}
+    ]
+    assert mapping["EventSourceArn"]["Fn::Sub"].endswith(f":{queue['QueueName']}")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_notification_worker_links_to_the_api_unless_a_public_url_is_given(sam: dict[str, Any]) -> None:
+    variables = sam["Resources"]["DeliverNotifications"]["Properties"]["Environment"]["Variables"]
+    condition, given, default = variables["STAGECOACH_PUBLIC_URL"]["Fn::If"]
+    assert condition == "HasPublicUrl" and given == {"Ref": "PublicUrl"}
+    assert "RestAPI" in checks.references(default)
+    for function in FUNCTIONS:
+        env = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert env["STAGECOACH_NOTIFICATIONS_QUEUE_URL"] == {"Ref": "NotificationQueue"}, function
+        if function != "DeliverNotifications":
+            assert env["STAGECOACH_PUBLIC_URL"] == {"Ref": "PublicUrl"}, function  # RestAPI would be a cycle
 
 
 def test_stage_dead_letter_queue_is_fifo(sam: dict[str, Any]) -> None:
