@@ -128,6 +128,11 @@ class Stack:
     commit_status: CommitStatus | None = None
     notifications: tuple[Notification, ...] = ()
 
+    @property
+    def notifies(self) -> bool:
+        """Someone is told of this stack's releases (commit statuses or a notification target)."""
+        return self.commit_status is not None or bool(self.notifications)
+
     def stage(self, name: str) -> Stage:
         """The stage called ``name``; NotFoundError if there is none."""
         for stage in self.stages:

@@ -160,23 +160,26 @@ class ReleaseStarter:
         existing_id = self._releases.record(release, keys)
         if existing_id is None:
             self._metrics.count("ReleaseCreated")
-            return Outcome(202, self._start(release))
+            return Outcome(202, self._start(release, stack.notifies))
         self._metrics.count("DuplicateDelivery")
         existing = self._releases.get(existing_id)
         if existing is None:  # the key outlived its release (TTL): nothing to resume
             return Outcome(200, {"release_id": existing_id, "status": "UNKNOWN", "duplicate": True})
-        body = self._start(existing) if existing.status == "PENDING" else _summary(existing)
+        body = self._start(existing, stack.notifies) if existing.status == "PENDING" else _summary(existing)
         return Outcome(200, {**body, "duplicate": True})
 
-    def _start(self, release: Release) -> dict[str, Any]:
-        """Start the execution of a PENDING release; a failure leaves it PENDING for a retry."""
+    def _start(self, release: Release, notifies: bool = True) -> dict[str, Any]:
+        """Start the execution of a PENDING release; a failure leaves it PENDING for a retry. ``release.started``
+        is published when the stack ``notifies`` (a push to a stack without targets makes no extra AWS call; the
+        sweeper, which has no stack at hand, always publishes: the worker finds no target)."""
         try:
             self._executions.start(release.execution_name, release.input_json)
         except Exception:
             self._metrics.count("ExecutionStartFailed")
             log.exception("StartExecution failed; release %s stays PENDING for the sweeper", release.id)
         else:
-            emit(self._events, [notify.release_started(release.stack_id, release.id, self._clock())])
+            if notifies:
+                emit(self._events, [notify.release_started(release.stack_id, release.id, self._clock())])
         return _summary(release)
 
     def resume(self, release: Release) -> str:

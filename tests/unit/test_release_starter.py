@@ -19,6 +19,7 @@ from tests.fakes import (
     InMemorySecretStore,
     InMemoryStackRepository,
     RecordingExecutions,
+    RecordingPublisher,
     stack_body,
 )
 from tests.webhook_support import SHA, github_headers, github_push
@@ -31,7 +32,11 @@ CONFIG = PipelineConfig(
 
 class World:
     def __init__(
-        self, fail_next: int = 0, clock: FixedClock | None = None, stacks: InMemoryStackRepository | None = None
+        self,
+        fail_next: int = 0,
+        clock: FixedClock | None = None,
+        stacks: InMemoryStackRepository | None = None,
+        **extra: Any,
     ) -> None:
         self.stacks = stacks or InMemoryStackRepository()
         self.releases = InMemoryReleaseRepository()
@@ -39,10 +44,19 @@ class World:
         self.secrets = InMemorySecretStore()
         self.clock = clock or FixedClock(NOW)
         self.metrics = CountingMetrics()
+        self.events = RecordingPublisher()
         self.starter = ReleaseStarter(
-            self.stacks, self.releases, self.executions, self.secrets, lambda: CONFIG, self.clock, Ids(), self.metrics
+            self.stacks,
+            self.releases,
+            self.executions,
+            self.secrets,
+            lambda: CONFIG,
+            self.clock,
+            Ids(),
+            self.metrics,
+            self.events,
         )
-        stack = parse_new_stack(stack_body(branches=["main", "release/**"], tags=["v*"]), NOW)
+        stack = parse_new_stack(stack_body(branches=["main", "release/**"], tags=["v*"], **extra), NOW)
         self.stacks.create(stack)
         self.secret = self.secrets.create(stack.id)
 
@@ -66,6 +80,15 @@ def test_push_creates_release_and_starts_execution() -> None:
     assert [s["name"] for s in started["stages"]] == ["dev", "test", "prod"]
     assert started["stages"][2]["approval"] is True
     assert release.execution_arn.endswith(f":execution:stagecoach-release:{release.execution_name}")
+
+
+def test_a_push_publishes_release_started_only_when_someone_is_told() -> None:
+    quiet = World()
+    assert quiet.push(github_push()).status == 202
+    assert quiet.events.events == []  # no targets: the push makes no call to the notifications queue
+    told = World(commit_status={"token": "tok"})
+    release_id = told.push(github_push()).body["release_id"]
+    assert told.events.ids() == [f"{release_id}.started"]
 
 
 def test_same_delivery_or_same_commit_is_one_release() -> None:
