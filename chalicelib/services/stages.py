@@ -564,11 +564,13 @@ class StageCoordinator:
         for release_id, status, fields in effects.ends:
             self._releases.end(release_id, status, fields)  # the reconciler publishes release.ended once settled
             self._metrics.count(f"Release{status.title()}")
-        emit(self._events, events)
         for token, output in effects.succeed:
             self._callbacks.succeed(token, output)
         for token, error, cause in effects.fail:
             self._callbacks.fail(token, error, cause)
+        # After the answers, so releases move on while SQS takes the events; still before the handler returns,
+        # so a crash here redelivers the message and its replay publishes the same events again.
+        emit(self._events, events)
         for target in effects.discard:
             try:
                 self._discard(target, keep_stack=lane.holder is not None)

@@ -291,7 +291,7 @@ def test_the_reconciler_and_the_starter_publish_release_events() -> None:
     stacks = InMemoryStackRepository()
     releases = InMemoryReleaseRepository()
     lanes = InMemoryLaneStore(stacks, releases)
-    stack = parse_new_stack(stack_body(), NOW, uid="s1")
+    stack = parse_new_stack(stack_body(commit_status={"token": "tok"}), NOW, uid="s1")
     stacks.create(stack)
     publisher = RecordingPublisher()
     executions = FakeExecutions()
