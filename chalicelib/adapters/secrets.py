@@ -140,8 +140,8 @@ def userinfo_of(document: dict[str, Any]) -> str:
     return f"{username}:{token}" if username is not None else token
 
 
-class SecretsManagerCloneCredentials:
-    """CloneCredentialStore on Secrets Manager: one secret per stack, named ``{prefix}{stack_id}``."""
+class _StackSecret:
+    """One Secrets Manager secret per stack, named ``{prefix}{stack_id}``."""
 
     def __init__(self, client: Callable[[], Any], prefix: str) -> None:
         self._client_factory = client
@@ -153,6 +153,10 @@ class SecretsManagerCloneCredentials:
 
     def _name(self, stack_id: str) -> str:
         return f"{self._prefix}{stack_id}"
+
+
+class SecretsManagerCloneCredentials(_StackSecret):
+    """CloneCredentialStore on Secrets Manager: one secret per stack, named ``{prefix}{stack_id}``."""
 
     def put(self, stack_id: str, provider: str, clone_url: str, userinfo: str) -> None:
         """Create the stack's secret, or give it a new value."""
@@ -181,20 +185,9 @@ class SecretsManagerCloneCredentials:
             self._client.delete_secret(SecretId=self._name(stack_id), ForceDeleteWithoutRecovery=True)
 
 
-class SecretsManagerNotificationSecrets:
+class SecretsManagerNotificationSecrets(_StackSecret):
     """NotificationSecrets on Secrets Manager: one secret per stack, ``{prefix}{stack_id}``, JSON
     ``{"commit_status_token": str|None, "webhooks": {target key: secret}}``."""
-
-    def __init__(self, client: Callable[[], Any], prefix: str) -> None:
-        self._client_factory = client
-        self._prefix = prefix
-
-    @property
-    def _client(self) -> Any:
-        return self._client_factory()
-
-    def _name(self, stack_id: str) -> str:
-        return f"{self._prefix}{stack_id}"
 
     def read(self, stack_id: str) -> dict[str, Any]:
         """The stack's tokens and secrets (an empty document if it has none)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from ..domain.notifications import EVENT_TYPES  # pure stdlib, like the CLI
 from . import format as fmt
 from . import githook
 from .api import DEFAULT_TIMEOUT, DEFAULT_URL, Api, CliError, path
@@ -464,19 +465,6 @@ def webhook_rotate(ctx: Context) -> int:
 
 
 # ------------------------------------------------------------------ notifications and audit
-
-EVENT_TYPES = (
-    "release.started",
-    "stage.waiting",
-    "stage.started",
-    "stage.awaiting_approval",
-    "stage.succeeded",
-    "stage.failed",
-    "stage.superseded",
-    "stage.cancelled",
-    "stage.held",
-    "release.ended",
-)
 
 
 def _pages(ctx: Context, where: str, key: str, limit: int) -> tuple[list[Any], str | None]:

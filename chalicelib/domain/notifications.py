@@ -437,19 +437,12 @@ def _commit_status(
     elif config.provider == "bitbucket":
         # https://developer.atlassian.com/cloud/bitbucket/rest/api-group-commit-statuses/
         url = f"{api}/2.0/repositories/{ctx.full_name}/commit/{sha}/statuses/build"
-        headers["Authorization"] = f"Bearer {token}"
-        body = {
-            "key": _bitbucket_key(stage),
-            "state": state,
-            "url": ctx.release_url,
-            "name": status_key(stage),
-            "description": description,
-        }
     else:
         # Bitbucket Data Center: /rest/api/latest/projects/{projectKey}/repos/{repositorySlug}/commits/{commitId}/builds
         project, _, slug = ctx.full_name.partition("/")
         repo = f"projects/{quote(project, safe='~')}/repos/{quote(slug, safe='')}"
         url = f"{api}/rest/api/latest/{repo}/commits/{sha}/builds"
+    if config.provider in ("bitbucket", "bitbucket-server"):  # the same build-status body on both
         headers["Authorization"] = f"Bearer {token}"
         body = {
             "key": _bitbucket_key(stage),

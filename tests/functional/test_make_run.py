@@ -209,7 +209,10 @@ def test_state_dir_setting_is_created_checked_and_left_clean(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal dispositions in /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists(),
+    reason="Linux only: it reads the child's signal dispositions from /proc/<pid>/status, which macOS lacks",
+)
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("after_seconds", [0.0, 0.5, 1.5, 3.0])
 def test_a_signal_stops_start_up_at_any_moment(
