@@ -6,14 +6,16 @@ Nothing here runs at import. ``reset()`` forgets everything (tests, and a change
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from chalicelib.domain.clock import new_id, now_iso
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:  # imported lazily at run time (cold start)
     from aws_lambda_powertools import Logger
+    from pynamodb.connection import Connection
 
     from chalicelib.adapters.callbacks import StepFunctionsCallbacks
     from chalicelib.adapters.cloudformation import BotoCloudFormation
@@ -50,58 +52,92 @@ if TYPE_CHECKING:  # imported lazily at run time (cold start)
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# One lock for every factory: re-entrant, as factories call factories. Lambda runs one request at a time, but the
+# local gateway serves each request on its own thread: without it, a burst arriving cold built one set of clients
+# per thread (126 botocore clients for 30 requests, 1.4 s each), and boto3 client creation is not thread safe.
+_BUILDING = threading.RLock()
 
-@functools.cache
+
+class once(Generic[P, R]):
+    """``functools.cache`` that builds each value once when threads ask for it at the same time."""
+
+    def __init__(self, factory: Callable[P, R]) -> None:
+        self._cached = functools.cache(factory)
+        self._build: Callable[P, R] = self._cached
+        functools.update_wrapper(self, factory)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        with _BUILDING:
+            return self._build(*args, **kwargs)
+
+    def cache_clear(self) -> None:
+        """Forget the built values."""
+        with _BUILDING:
+            self._cached.cache_clear()
+
+    def cache_info(self) -> functools._CacheInfo:
+        """What ``functools.cache`` tells of its values."""
+        return self._cached.cache_info()
+
+
+@once
 def settings() -> Settings:
     """The settings, read once."""
     return Settings.from_env()
 
 
-@functools.cache
-def client(service: str) -> Any:
-    """A cached boto3 client (boto3 is imported on first use only)."""
+@once
+def _boto3_session() -> Any:
+    """One boto3 session for every client: its loader reads each service's model once."""
     import boto3
 
-    session: Any = boto3.session.Session()
-    return session.client(service, region_name=settings().region)
+    return boto3.session.Session()
 
 
-@functools.cache
-def _bound_models() -> bool:
+@once
+def client(service: str) -> Any:
+    """A cached boto3 client (boto3 is imported on first use only)."""
+    return _boto3_session().client(service, region_name=settings().region)
+
+
+@once
+def dynamodb() -> Connection:
+    """The table's models bound to it, all sharing this connection's one botocore client."""
+    from pynamodb.connection import Connection
+
     from chalicelib.adapters.models import bind_table
 
-    bind_table(settings().table)
-    return True
+    connection = Connection()
+    bind_table(settings().table, connection=connection)
+    return connection
 
 
-@functools.cache
+@once
 def stack_repository() -> DynamoStackRepository:
     """The DynamoDB stack repository."""
     from chalicelib.adapters.stacks_dynamo import DynamoStackRepository
 
-    _bound_models()
+    dynamodb()
     return DynamoStackRepository()
 
 
-@functools.cache
+@once
 def release_repository() -> DynamoReleaseRepository:
     """The DynamoDB release repository."""
     from chalicelib.adapters.releases_dynamo import DynamoReleaseRepository
 
-    _bound_models()
-    return DynamoReleaseRepository()
+    return DynamoReleaseRepository(dynamodb())
 
 
-@functools.cache
+@once
 def lane_store() -> DynamoLaneStore:
     """The stages' lanes in DynamoDB."""
     from chalicelib.adapters.lanes_dynamo import DynamoLaneStore
 
-    _bound_models()
-    return DynamoLaneStore()
+    return DynamoLaneStore(dynamodb())
 
 
-@functools.cache
+@once
 def secret_store() -> SecretsManagerStore:
     """Webhook secrets in Secrets Manager (cached in this warm process)."""
     from chalicelib.adapters.secrets import SecretsManagerStore
@@ -109,7 +145,7 @@ def secret_store() -> SecretsManagerStore:
     return SecretsManagerStore(lambda: client("secretsmanager"), settings().secret_prefix)
 
 
-@functools.cache
+@once
 def clone_credentials() -> SecretsManagerCloneCredentials:
     """Clone URL credentials in Secrets Manager (in the form CodeBuild reads)."""
     from chalicelib.adapters.secrets import SecretsManagerCloneCredentials
@@ -117,7 +153,7 @@ def clone_credentials() -> SecretsManagerCloneCredentials:
     return SecretsManagerCloneCredentials(lambda: client("secretsmanager"), settings().clone_secret_prefix)
 
 
-@functools.cache
+@once
 def executions() -> StepFunctionsExecutions:
     """The release state machine."""
     from chalicelib.adapters.executions import StepFunctionsExecutions
@@ -125,7 +161,7 @@ def executions() -> StepFunctionsExecutions:
     return StepFunctionsExecutions(lambda: client("stepfunctions"), settings().state_machine_arn)
 
 
-@functools.cache
+@once
 def callbacks() -> StepFunctionsCallbacks:
     """Task token callbacks."""
     from chalicelib.adapters.callbacks import StepFunctionsCallbacks
@@ -133,7 +169,7 @@ def callbacks() -> StepFunctionsCallbacks:
     return StepFunctionsCallbacks(lambda: client("stepfunctions"))
 
 
-@functools.cache
+@once
 def cloudformation() -> BotoCloudFormation:
     """CloudFormation reads of the stage coordinator."""
     from chalicelib.adapters.cloudformation import BotoCloudFormation
@@ -155,7 +191,7 @@ def pipeline_config() -> PipelineConfig:
     )
 
 
-@functools.cache
+@once
 def stack_service() -> StackService:
     """Use cases on stacks."""
     from chalicelib.services.stacks import StackService
@@ -174,7 +210,7 @@ def stack_service() -> StackService:
     )
 
 
-@functools.cache
+@once
 def release_starter() -> ReleaseStarter:
     """Webhooks, manual starts and the sweeper."""
     from chalicelib.services.releases import ReleaseStarter
@@ -193,7 +229,7 @@ def release_starter() -> ReleaseStarter:
     )
 
 
-@functools.cache
+@once
 def stage_coordinator() -> StageCoordinator:
     """Who deploys each stage next, and what each stage came to."""
     from chalicelib.services.stages import StageCoordinator
@@ -210,7 +246,7 @@ def stage_coordinator() -> StageCoordinator:
     )
 
 
-@functools.cache
+@once
 def deployment_service() -> DeploymentService:
     """Promote, redeploy, roll back and pin stages."""
     from chalicelib.services.deployments import DeploymentService
@@ -229,7 +265,7 @@ def deployment_service() -> DeploymentService:
     )
 
 
-@functools.cache
+@once
 def reconciler() -> Reconciler:
     """Ends releases whose execution ended, frees their stages, cancels releases."""
     from chalicelib.services.recovery import Reconciler
@@ -246,7 +282,7 @@ def reconciler() -> Reconciler:
     )
 
 
-@functools.cache
+@once
 def dora_metrics() -> DoraMetrics:
     """DORA's four keys per stack and stage."""
     from chalicelib.services.dora import DoraMetrics
@@ -254,7 +290,7 @@ def dora_metrics() -> DoraMetrics:
     return DoraMetrics(stack_repository(), release_repository(), now_iso)
 
 
-@functools.cache
+@once
 def logger() -> Logger:
     """The powertools JSON logger."""
     from aws_lambda_powertools import Logger
@@ -262,7 +298,7 @@ def logger() -> Logger:
     return Logger(service="stagecoach")
 
 
-@functools.cache
+@once
 def release_queries() -> ReleaseQueries:
     """Read side of releases."""
     from chalicelib.adapters.history import StepFunctionsHistory
@@ -277,7 +313,7 @@ def release_queries() -> ReleaseQueries:
     )
 
 
-@functools.cache
+@once
 def builder() -> Builder:
     """CodeBuild on AWS; the local builder in the embedded mode."""
     s = settings()
@@ -292,7 +328,7 @@ def builder() -> Builder:
     return CodeBuildBuilder(client("codebuild"), s.codebuild_project, s.artifact_bucket)
 
 
-@functools.cache
+@once
 def build_service() -> BuildService:
     """The build worker and the build-event handler."""
     from chalicelib.services.builds import BuildService
@@ -309,7 +345,7 @@ def build_service() -> BuildService:
     )
 
 
-@functools.cache
+@once
 def approval_service() -> ApprovalService:
     """Approve and reject."""
     from chalicelib.services.approvals import ApprovalService
@@ -318,7 +354,7 @@ def approval_service() -> ApprovalService:
     return ApprovalService(repository, repository, callbacks(), now_iso, lane_store(), notification_queue(), auditor())
 
 
-@functools.cache
+@once
 def notification_queue() -> SqsNotificationQueue:
     """The notifications queue (events in, retries) and its dead-letter queue."""
     from chalicelib.adapters.notifications import SqsNotificationQueue
@@ -328,7 +364,7 @@ def notification_queue() -> SqsNotificationQueue:
     )
 
 
-@functools.cache
+@once
 def notification_secrets() -> SecretsManagerNotificationSecrets:
     """Commit-status tokens and webhook secrets in Secrets Manager."""
     from chalicelib.adapters.secrets import SecretsManagerNotificationSecrets
@@ -336,25 +372,25 @@ def notification_secrets() -> SecretsManagerNotificationSecrets:
     return SecretsManagerNotificationSecrets(lambda: client("secretsmanager"), settings().notify_secret_prefix)
 
 
-@functools.cache
+@once
 def delivery_log() -> DynamoDeliveryLog:
     """Delivery attempts in DynamoDB."""
     from chalicelib.adapters.notifications import DynamoDeliveryLog
 
-    _bound_models()
+    dynamodb()
     return DynamoDeliveryLog()
 
 
-@functools.cache
+@once
 def audit_log() -> DynamoAuditLog:
     """The audit trail in DynamoDB."""
     from chalicelib.adapters.notifications import DynamoAuditLog
 
-    _bound_models()
+    dynamodb()
     return DynamoAuditLog()
 
 
-@functools.cache
+@once
 def auditor() -> Auditor:
     """Appends audit entries for the services."""
     from chalicelib.services.audit import Auditor
@@ -362,7 +398,7 @@ def auditor() -> Auditor:
     return Auditor(audit_log(), now_iso, new_id)
 
 
-@functools.cache
+@once
 def audit_queries() -> AuditQueries:
     """Read the audit trail."""
     from chalicelib.services.audit import AuditQueries
@@ -370,7 +406,7 @@ def audit_queries() -> AuditQueries:
     return AuditQueries(audit_log())
 
 
-@functools.cache
+@once
 def http_sender() -> UrllibSender:
     """Outbound HTTP for notifications (short timeouts)."""
     from chalicelib.adapters.notifications import UrllibSender
@@ -378,7 +414,7 @@ def http_sender() -> UrllibSender:
     return UrllibSender(settings().notify_timeout_seconds)
 
 
-@functools.cache
+@once
 def notification_worker() -> NotificationWorker:
     """Delivers events to commit-status providers, Slack and webhooks."""
     from chalicelib.services.notifications import NotificationWorker
@@ -399,7 +435,7 @@ def notification_worker() -> NotificationWorker:
     )
 
 
-@functools.cache
+@once
 def notification_queries() -> NotificationQueries:
     """Recent deliveries of a stack."""
     from chalicelib.services.notifications import NotificationQueries
@@ -407,7 +443,7 @@ def notification_queries() -> NotificationQueries:
     return NotificationQueries(stack_repository(), delivery_log())
 
 
-@functools.cache
+@once
 def metrics() -> PowertoolsMetrics:
     """Business metrics of this invocation."""
     from chalicelib.adapters.metrics import PowertoolsMetrics
@@ -435,7 +471,7 @@ def publishes_metrics(handler: Callable[P, R]) -> Callable[P, R]:
 
 
 def reset() -> None:
-    """Forget every cached setting, client and service (every ``lru_cache`` factory of this module)."""
+    """Forget every cached setting, client and service (every ``once`` factory of this module)."""
     for value in list(globals().values()):
-        if callable(value) and hasattr(value, "cache_clear"):
+        if isinstance(value, once):
             value.cache_clear()

@@ -170,7 +170,7 @@ def http_middleware(
         raw = request.raw_body or b""
         limit = _limit_for(request.path)
         log = logger()
-        log.set_correlation_id(request_id)
+        log.thread_safe_append_keys(correlation_id=request_id)  # the local gateway serves on threads
         if len(raw) > limit:
             response = error_response(
                 413, "PayloadTooLarge", f"the body is {len(raw)} bytes; the limit is {limit} bytes"

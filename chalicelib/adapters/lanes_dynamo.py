@@ -163,8 +163,8 @@ def _actions(model: type[Any], fields: dict[str, Any]) -> list[Any]:
 class DynamoLaneStore:
     """Lanes in the single table."""
 
-    def __init__(self) -> None:
-        self._connection: Connection | None = None
+    def __init__(self, connection: Connection | None = None) -> None:
+        self._connection = connection
 
     def _conn(self) -> Connection:
         if self._connection is None:

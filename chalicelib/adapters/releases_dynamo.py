@@ -143,8 +143,8 @@ def from_model(item: ReleaseModel) -> Release:
 class DynamoReleaseRepository:
     """Releases in the single table."""
 
-    def __init__(self) -> None:
-        self._connection: Connection | None = None
+    def __init__(self, connection: Connection | None = None) -> None:
+        self._connection = connection
 
     def _conn(self) -> Connection:
         if self._connection is None:

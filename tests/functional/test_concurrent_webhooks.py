@@ -112,3 +112,33 @@ def test_a_hundred_concurrent_deliveries_are_all_accepted(plane: Any) -> None:
     sfn = boto3.client("stepfunctions", endpoint_url=plane.aws_url, region_name="us-east-1")
     started = sfn.list_executions(stateMachineArn=machine, maxResults=1000)["executions"]
     assert sorted(e["name"] for e in started) == sorted(i["execution_name"]["S"] for i in mine)
+
+
+def test_each_concurrent_request_logs_its_own_correlation_id(plane: Any) -> None:
+    """The local gateway serves requests on threads: a request's log line never carries another's id."""
+    import logging
+
+    from chalicelib import bootstrap
+
+    status, _ = http("POST", f"{plane.url}/stacks", stack_body(id="logged"))
+    assert status == 201
+    formatter = bootstrap.logger().registered_formatter
+    lines: list[dict[str, Any]] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(json.loads(formatter.format(record)))  # type: ignore[method-assign]
+    logging.getLogger("stagecoach").addHandler(handler)
+    start_together = threading.Barrier(30)
+
+    def get(i: int) -> int:
+        start_together.wait(timeout=60)
+        request = {"Content-Type": "application/json", "X-Request-Id": f"req-{i}"}
+        return http("GET", f"{plane.url}/stacks/logged?n={i}", headers=request)[0]
+
+    try:
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            assert list(pool.map(get, range(30))) == [200] * 30
+    finally:
+        logging.getLogger("stagecoach").removeHandler(handler)
+    requests = [e for e in lines if e.get("message") == "request" and e.get("route") == "/stacks/{stack_id}"]
+    assert len(requests) == 30
+    assert all(e["correlation_id"] == e["request_id"] for e in requests), requests

@@ -219,10 +219,40 @@ def test_limit_bounds(raw: str) -> None:
         parse_limit(raw)
 
 
+def test_a_factory_asked_by_many_threads_at_once_builds_once() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.bootstrap import once
+
+    built: list[int] = []
+
+    @once
+    def slow_client() -> object:
+        built.append(1)
+        time.sleep(0.05)  # a botocore client takes tens of ms to build: every thread arrives meanwhile
+        return object()
+
+    start_together = threading.Barrier(16)
+
+    def ask(_: int) -> object:
+        start_together.wait(timeout=10)
+        return slow_client()
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        clients = list(pool.map(ask, range(16)))
+    assert len(built) == 1
+    assert len({id(c) for c in clients}) == 1
+    slow_client.cache_clear()
+    assert slow_client() is not clients[0]
+    assert len(built) == 2
+
+
 def test_bootstrap_reset_forgets_every_cached_factory() -> None:
     from chalicelib import bootstrap
 
-    factories = [v for v in vars(bootstrap).values() if callable(v) and hasattr(v, "cache_clear")]
+    factories = [v for v in vars(bootstrap).values() if isinstance(v, bootstrap.once)]
     assert len(factories) >= 10
     bootstrap.settings()
     bootstrap.reset()
