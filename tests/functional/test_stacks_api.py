@@ -220,11 +220,13 @@ class DynamoCalls(list[str]):
     counting = False
 
     def attach(self) -> None:
-        """Listen on the clients of every model (each pynamodb model has its own connection)."""
+        """Listen on the one botocore client that every model of the app shares."""
         from chalicelib.adapters.models import registered_models
 
-        for model in registered_models():
-            model._get_connection().connection.client.meta.events.register("before-call.dynamodb", self._count)
+        clients = {id(c): c for c in (m._get_connection().connection.client for m in registered_models())}
+        assert len(clients) == 1, "each model made its own DynamoDB client"
+        for client in clients.values():
+            client.meta.events.register("before-call.dynamodb", self._count)
 
     def _count(self, model: Any, **_: Any) -> None:
         if self.counting:
