@@ -1,10 +1,13 @@
 """The embedded AWS emulator: moto, made as strict as the real services where Stagecoach relies on it.
 
-DynamoDB guarantees that a conditional write and a transaction are atomic. moto checks the
-condition and then writes without a lock, so two threads (the emulator serves requests on
-threads) can both pass the same ``attribute_not_exists`` check; StartExecution likewise checks
-the name and then creates. ``harden_moto`` serialises both so the emulator keeps the services'
-guarantees; it is idempotent. It also mends moto gaps the pipeline depends on (task failure causes,
+DynamoDB guarantees that a conditional write and a transaction are atomic, and that a read sees an item
+either before or after a write, never during it (serializable isolation between single-item operations and
+transactions: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-isolation).
+moto checks the condition and then writes without a lock, so two threads (the emulator serves requests on
+threads) can both pass the same ``attribute_not_exists`` check; its reads walk an item's attributes while an
+UpdateItem changes them (``RuntimeError: dictionary changed size during iteration``, a 500); StartExecution
+likewise checks the name and then creates. ``harden_moto`` serialises all three so the emulator keeps the
+services' guarantees; it is idempotent. It also mends moto gaps the pipeline depends on (task failure causes,
 updates of Lambda functions with inline code) and installs the CloudFormation emulation of
 ``chalicelib.local.cloudformation`` (asynchronous change sets and stack operations, refusals, rollbacks,
 template errors in CloudFormation's words).
@@ -111,6 +114,7 @@ def harden_moto() -> None:
                 return __original(self, *args, **kwargs)
 
         setattr(DynamoDBBackend, name, locked)
+    _isolate_dynamodb_requests()
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
     original_start: Callable[..., Any] = StepFunctionsParserBackend.start_execution
@@ -130,6 +134,21 @@ def harden_moto() -> None:
 
     cloudformation.install()
     _hardened = True
+
+
+def _isolate_dynamodb_requests() -> None:
+    """Each DynamoDB request, reads and the serialising of their items included, runs under the lock that
+    writes take: moto hands out its live items, which a concurrent UpdateItem changes in place."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original: Callable[..., Any] = DynamoHandler.call_action
+
+    @functools.wraps(original)
+    def isolated(self: Any) -> Any:
+        with WRITE_LOCK:
+            return original(self)
+
+    DynamoHandler.call_action = isolated  # type: ignore[method-assign]
 
 
 def _keep_send_task_failure_cause() -> None:
