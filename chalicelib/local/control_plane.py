@@ -56,7 +56,7 @@ def configure_emulator_environment(aws_port: int, region: str = "us-east-1") -> 
     os.environ["MOTO_PORT"] = str(aws_port)
 
 
-def _listening_http_server_class(listener: socket.socket) -> Any:
+def listening_http_server_class(listener: socket.socket) -> Any:
     """chalice.local's threaded server class, serving on ``listener`` with a backlog of ``LISTEN_BACKLOG``.
 
     chalice's ``ThreadedHTTPServer`` keeps socketserver's backlog of 5: a burst of connections
@@ -74,6 +74,13 @@ def _listening_http_server_class(listener: socket.socket) -> Any:
             self.server_address = listener.getsockname()
             self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
             self.server_activate()  # listen(LISTEN_BACKLOG)
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            """A client that hung up (a closed browser tab, a timed-out provider) is not a server error: no
+            traceback on stderr for it; anything else is reported as socketserver does."""
+            if isinstance(sys.exc_info()[1], ConnectionError):  # broken pipe, reset, aborted
+                return
+            super().handle_error(request, client_address)
 
     return ListeningHTTPServer
 
@@ -189,7 +196,7 @@ class ControlPlane:
 
         bootstrap.reset()
         config = Config.create(chalice_stage="local", project_dir=str(ROOT), config_from_disk={})
-        server = local_server(app, config, self.host, self.port, server_cls=_listening_http_server_class(api_listener))
+        server = local_server(app, config, self.host, self.port, server_cls=listening_http_server_class(api_listener))
         self.port = server.server.server_address[1]
         server.port = self.port  # chalice prints "Serving on" with it (port 0 asked for any free port)
         os.environ.setdefault("STAGECOACH_PUBLIC_URL", self.url)  # commit statuses and messages link here
