@@ -63,7 +63,7 @@ class once(Generic[P, R]):
 
     def __init__(self, factory: Callable[P, R]) -> None:
         self._cached = functools.cache(factory)
-        self._build: Callable[P, R] = self._cached
+        self._build: Callable[P, R] = self._cached  # the same function, typed with the factory's parameters
         functools.update_wrapper(self, factory)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -108,7 +108,7 @@ def dynamodb() -> Connection:
     from chalicelib.adapters.models import bind_table
 
     connection = Connection()
-    bind_table(settings().table, connection=connection)
+    bind_table(settings().table, connection)
     return connection
 
 

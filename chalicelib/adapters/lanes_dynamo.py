@@ -163,13 +163,8 @@ def _actions(model: type[Any], fields: dict[str, Any]) -> list[Any]:
 class DynamoLaneStore:
     """Lanes in the single table."""
 
-    def __init__(self, connection: Connection | None = None) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
-
-    def _conn(self) -> Connection:
-        if self._connection is None:
-            self._connection = Connection()
-        return self._connection
 
     def lane(self, stack_id: str, stage: str) -> Lane:
         """The lane, read consistently."""
@@ -223,7 +218,7 @@ class DynamoLaneStore:
         condition = (stored | version_ok) if stored is not None else version_ok
         stack_ok = StackModel.uid == change.stack_uid if change.stack_uid else StackModel.uid.does_not_exist()
         try:
-            with TransactWrite(connection=self._conn()) as transaction:
+            with TransactWrite(connection=self._connection) as transaction:
                 transaction.condition_check(StackModel, f"STACK#{lane.stack_id}", STACK_SK, condition=stack_ok)
                 transaction.update(
                     LaneModel(f"STACK#{lane.stack_id}", f"STAGE#{lane.stage}"),

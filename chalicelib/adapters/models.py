@@ -117,18 +117,15 @@ def plain(value: Any) -> Any:
     return value
 
 
-def bind_table(
-    table_name: str, models: tuple[type[Model], ...] | None = None, connection: Connection | None = None
-) -> None:
-    """Point every model at ``table_name`` and drop cached connections; with ``connection``, every model uses its
-    botocore client (pynamodb otherwise creates one per model class on first use, tens of ms each)."""
-    client = connection.client if connection is not None else None
-    for model in models or registered_models():
+def bind_table(table_name: str, connection: Connection) -> None:
+    """Point every model at ``table_name``, all using ``connection``'s one botocore client (pynamodb otherwise
+    creates one per model class on first use, tens of ms each)."""
+    client = connection.client
+    for model in registered_models():
         model.Meta.table_name = table_name
         model._connection = None
-        if client is not None:
-            # pynamodb has no public way to hand a model a client; its Connection reuses ``_client`` once set.
-            model._get_connection().connection._client = client
+        # pynamodb has no public way to hand a model a client; its Connection reuses ``_client`` once set.
+        model._get_connection().connection._client = client
 
 
 def registered_models() -> tuple[type[Model], ...]:

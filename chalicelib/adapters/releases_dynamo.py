@@ -143,20 +143,15 @@ def from_model(item: ReleaseModel) -> Release:
 class DynamoReleaseRepository:
     """Releases in the single table."""
 
-    def __init__(self, connection: Connection | None = None) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
-
-    def _conn(self) -> Connection:
-        if self._connection is None:
-            self._connection = Connection()
-        return self._connection
 
     def record(self, release: Release, keys: list[str]) -> str | None:
         """Write the release and its keys in one transaction; on a taken key, the existing release id."""
         expires = int(time.time()) + DELIVERY_TTL_SECONDS
         for _attempt in range(RECORD_ATTEMPTS):
             try:
-                with TransactWrite(connection=self._conn()) as transaction:
+                with TransactWrite(connection=self._connection) as transaction:
                     transaction.save(to_model(release), condition=ReleaseModel.pk.does_not_exist())
                     for key in keys:
                         ttl = expires if key.startswith("DELIVERY#") else None
